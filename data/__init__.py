@@ -1,0 +1,1 @@
+"""Data modules: filled in by the training issue."""

@@ -1,0 +1,1 @@
+"""convzoo models: building blocks (models.layers), the generic Net, registry and complexity."""
