@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # Until the training pipeline lands, the main job prints the zoo's complexity table.
 train: $(STAMP)
-	$(PY) -m models.complexity $(ARGS)
+	$(PY) -m models $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

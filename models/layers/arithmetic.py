@@ -56,10 +56,11 @@ def pool_output_size(size: int, kernel_size: int, stride: int | None = None, pad
     """
     stride = kernel_size if stride is None else stride
     check_positive("stride", stride)
+    check_positive("padding", padding, allow_zero=True)
     span = effective_kernel_size(kernel_size, dilation)
-    if padding * 2 > span:
-        raise ValueError(f"pool padding should be at most half the (dilated) kernel size "
-                         f"({span // 2}), got {padding}")
+    if padding * 2 > kernel_size:  # PyTorch bounds it by the undilated kernel, even when dilated
+        raise ValueError(f"pool padding should be at most half the kernel size "
+                         f"({kernel_size // 2}), got {padding}")
     rounding = math.ceil if ceil_mode else math.floor
     out = rounding((size + 2 * padding - span) / stride) + 1
     if ceil_mode and (out - 1) * stride >= size + padding:

@@ -131,3 +131,20 @@ class ConvNormAct(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x)
+
+
+@register_block("norm_act")
+class NormAct(nn.Sequential):
+    """norm -> activation, ``y = act(norm(x))``: the closing layer of a pre-activation network."""
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, *, stride: int = 1,
+                 norm_layer: LayerSpec = "bn", act_layer: LayerSpec = "relu") -> None:
+        check_positive("in_channels", in_channels)
+        if out_channels not in (None, in_channels):
+            raise ValueError(f"NormAct keeps the channel count: out_channels should be {in_channels} "
+                             f"or None, got {out_channels}")
+        if stride != 1:
+            raise ValueError(f"NormAct does not downsample: stride should be 1, got {stride}")
+        super().__init__(make_norm(norm_layer, in_channels), make_act(act_layer))
+        self.in_channels = self.out_channels = in_channels
+        self.stride = 1
