@@ -1,0 +1,119 @@
+"""Every registered model and every model YAML: shapes, gradients, sizes, interface."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from models.complexity import complexity, flop_counter_macs
+from models.registry import create_model, list_models, model_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+MODEL_YAMLS = sorted((CONFIG_DIR / "model").glob("*.yaml"))
+MODELS = list_models()
+
+# Published sizes (millions of parameters, 10 classes) and how close we must be.
+PAPER_SIZES = {
+    "resnet20": (0.27, 0.02), "resnet32": (0.46, 0.02), "resnet44": (0.66, 0.02),
+    "resnet56": (0.85, 0.02), "resnet110": (1.7, 0.02), "plain20": (0.27, 0.02),
+    "plain56": (0.85, 0.02), "preact_resnet18": (11.2, 0.02), "resnext29_2x64d": (9.1, 0.02),
+    "allconv": (1.37, 0.02), "dilated_resnet20": (0.27, 0.02),
+}
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_every_yaml_is_a_registered_model():
+    assert [p.stem for p in MODEL_YAMLS] == MODELS
+    assert len(MODELS) > 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_forward_shape_and_finite(name, num_classes):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=num_classes).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, num_classes)
+    assert torch.isfinite(out).all()
+    assert model.num_classes == num_classes and model.in_chans == 3
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_parameter_gets_a_gradient(name):
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    model(torch.randn(2, 3, 32, 32)).logsumexp(1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_complexity_params_match_and_macs_agree_with_flop_counter(name):
+    model = create_model(name)
+    report = complexity(model, (3, 32, 32))
+    assert report.total_params == n_params(model)
+    reference = flop_counter_macs(model, (3, 32, 32))
+    assert report.total_macs == pytest.approx(reference, rel=0.01)
+
+
+@pytest.mark.parametrize("yaml_path", MODEL_YAMLS, ids=lambda p: p.stem)
+def test_hydra_instantiate_equals_create_model(yaml_path):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(overrides=[f"+model={yaml_path.stem}"])
+    torch.manual_seed(0)
+    via_hydra = instantiate(cfg.model)
+    torch.manual_seed(0)
+    via_python = create_model(yaml_path.stem)
+    assert str(via_hydra) == str(via_python)
+    for (k1, v1), (k2, v2) in zip(via_hydra.state_dict().items(), via_python.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_features_follow_stage_strides(name):
+    model = create_model(name).eval()
+    with torch.no_grad():
+        feats = model.features(torch.randn(1, 3, 32, 32))
+    assert len(feats) == len(model.feature_info) == len(model.stages)
+    for f, info in zip(feats, model.feature_info):
+        assert f.shape[1] == info["num_chs"]
+        assert f.shape[-1] == 32 // info["reduction"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_interface_head_and_other_input_sizes(name):
+    model = create_model(name, num_classes=10).eval()
+    x = torch.randn(1, 3, 40, 48)  # global pooling: any size the strides allow
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert feats.shape[1] == model.num_features
+        pre = model.forward_head(feats, pre_logits=True)
+        assert pre.shape == (1, model.num_features)
+        model.reset_classifier(7)
+        assert model(x).shape == (1, 7)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model(torch.randn(1, 4, 32, 32))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model(torch.randn(3, 32, 32))
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_SIZES))
+def test_paper_sizes(name):
+    millions, tol = PAPER_SIZES[name]
+    assert n_params(create_model(name)) / 1e6 == pytest.approx(millions, rel=tol)
+    assert model_config(name).paper_params == pytest.approx(millions)
+
+
+def test_yaml_configs_cite_a_source():
+    for path in MODEL_YAMLS:
+        cfg = OmegaConf.load(path)
+        assert cfg.source, f"{path.name} should say where the architecture comes from"
+        assert cfg.name == path.stem
