@@ -44,7 +44,8 @@ def _example_block(name: str):
 
 def _zoo_rows(names: list[str], size: tuple[int, ...]):
     for name in names:
-        yield name, complexity(create_model(name), size), model_config(name).get("source", "")
+        cfg = model_config(name)
+        yield name, complexity(create_model(name), size), cfg.get("source", ""), cfg.get("paper_params")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,12 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<20} {type(block).__name__:<24} {r.total_params:>9,} {_si(r.total_macs):>9} {_rf(r):>5}")
         return 0
     if args.markdown:
-        print(f"| model | params | MACs ({size[1]}x{size[2]}) | receptive field | source |\n|---|---:|---:|---:|---|")
-        for name, r, source in _zoo_rows(known, size):
-            print(f"| {name} | {r.total_params / 1e6:.3f}M | {_si(r.total_macs)} | {_rf(r)} | {source} |")
+        print(f"| model | params | paper | MACs ({size[1]}x{size[2]}) | receptive field | source |\n"
+              "|---|---:|---:|---:|---:|---|")
+        for name, r, source, paper in _zoo_rows(known, size):
+            paper = "" if paper is None else f"{paper}M"
+            print(f"| {name} | {r.total_params / 1e6:.3f}M | {paper} | {_si(r.total_macs)} | {_rf(r)} | {source} |")
         return 0
     print(f"{'model':<22} {'params':>12} {'MACs':>9} {'act MB':>8} {'RF':>5}   (input {size}, batch 1)")
-    for name, r, _ in _zoo_rows(known, size):
+    for name, r, _, _ in _zoo_rows(known, size):
         print(f"{name:<22} {r.total_params:>12,} {_si(r.total_macs):>9} "
               f"{r.total_activation_bytes / 1e6:>8.2f} {_rf(r):>5}")
     return 0

@@ -44,7 +44,7 @@ def expand_stage(stage: dict) -> list[dict]:
         extra = sorted(set(stage) - {"blocks", "name"})
         if extra:
             raise ValueError(f"a stage with an explicit 'blocks' list takes no other keys, got {extra}")
-        return [dict(b) for b in stage["blocks"]]
+        return [entry for b in stage["blocks"] for entry in expand_stage(b)]
     num_blocks = stage.pop("num_blocks", 1)
     stage.pop("name", None)
     if not isinstance(num_blocks, int) or num_blocks < 1:

@@ -117,3 +117,11 @@ def test_yaml_configs_cite_a_source():
         cfg = OmegaConf.load(path)
         assert cfg.source, f"{path.name} should say where the architecture comes from"
         assert cfg.name == path.stem
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_width_multiplier_half_builds_smaller(name):
+    half = create_model(name, width_mult=model_config(name).width_mult / 2).eval()
+    assert n_params(half) < n_params(create_model(name))
+    with torch.no_grad():
+        assert half(torch.randn(1, 3, 32, 32)).shape == (1, 10)

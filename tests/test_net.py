@@ -109,3 +109,10 @@ def test_create_model_works_from_a_plain_install(tmp_path):
                          capture_output=True, text=True, env={"PYTHONPATH": str(target), "PATH": ""})
     n, classes = out.stdout.split()
     assert int(n) == len(list_models()) and classes == "100"
+
+
+def test_num_blocks_inside_an_explicit_blocks_list_expands():
+    net = Net(stem=STEM, stages=[{"blocks": [{"block": "conv", "out_channels": 8, "num_blocks": 3, "stride": 2},
+                                             {"block": "pool", "mode": "max"}]}])
+    assert [type(b).__name__ for b in net.stages[0]] == ["ConvNormAct"] * 3 + ["Pool2d"]
+    assert [b.stride for b in net.stages[0]][:3] == [2, 1, 1]
