@@ -1,0 +1,475 @@
+"""data/: synthetic, CIFAR and ImageFolder datamodules, the held-out split, the in-memory loader."""
+from __future__ import annotations
+
+import os
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from data import imagefolder
+from data.base import channel_stats, split_indices
+from data.cifar import CIFAR10_MEAN, CIFAR10DataModule, CIFAR100DataModule
+from data.folder import FolderDataModule
+from data.loader import InMemoryLoader
+from data.synthetic import SyntheticDataModule
+from data.torch_loader import make_torch_loader
+
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg"
+ZERO, ONE = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # mean/std that keep x / 255
+
+
+def loader(images, labels=None, **kwargs):
+    kwargs = {"batch_size": 8, "shuffle": False, "drop_last": False, "mean": ZERO[:images.shape[1]],
+              "std": ONE[:images.shape[1]], **kwargs}
+    return InMemoryLoader(images, torch.arange(images.shape[0]) if labels is None else labels, **kwargs)
+
+
+def collect(it):
+    xs, ys = zip(*it)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def position_images(n: int, height: int, width: int) -> torch.Tensor:
+    """uint8 (n, 1, H, W) whose pixel (i, j) holds 1 + i * W + j: content tells where it came from."""
+    grid = 1 + torch.arange(height * width, dtype=torch.uint8).view(1, 1, height, width)
+    return grid.expand(n, 1, height, width).contiguous()
+
+
+# ---- synthetic datamodule and the held-out split -----------------------------------------------
+
+def test_synthetic_shapes_labels_and_metadata_before_setup():
+    dm = SyntheticDataModule(num_samples=60, num_classes=4, image_size=(8, 12), in_chans=2, val_size=12,
+                             test_size=20, batch_size=16, crop_padding=0, flip=False)
+    assert (dm.num_classes, dm.in_chans, dm.image_size, dm.num_train, dm.num_val) == (4, 2, (8, 12), 48, 12)
+    assert dm.has_test and dm.class_names == ["class_0", "class_1", "class_2", "class_3"]
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (16, 2, 8, 12) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert len(dm.train_dataloader()) == 3 and len(dm.val_dataloader()) == 1
+    test_x, test_y = collect(dm.test_dataloader())
+    assert test_x.shape == (20, 2, 8, 12) and set(test_y.tolist()) <= set(range(4))
+    assert len(dm.mean) == len(dm.std) == 2 and all(0 < s < 1 for s in dm.std)
+
+
+def test_synthetic_is_deterministic_per_seed_and_balanced():
+    def splits(seed):
+        dm = SyntheticDataModule(num_samples=40, num_classes=4, image_size=8, val_size=8, seed=seed)
+        dm.setup()
+        return dm._train, dm._val, dm._test
+
+    a, b, c = splits(0), splits(0), splits(1)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(a[0][0], c[0][0])
+    labels = torch.cat([a[0][1], a[1][1]])
+    assert torch.bincount(labels).tolist() == [10, 10, 10, 10]
+
+
+def test_synthetic_classes_are_separable_by_their_mean_image():
+    dm = SyntheticDataModule(num_samples=200, num_classes=4, image_size=8, val_size=40)
+    dm.setup()
+    (x, y), (vx, vy) = dm._train, dm._val
+    centroids = torch.stack([x[y == k].float().mean(0) for k in range(4)]).flatten(1)
+    nearest = torch.cdist(vx.float().flatten(1), centroids).argmin(1)
+    assert (nearest == vy).float().mean() > 0.9
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 200), st.data(), st.integers(0, 2**31 - 1))
+def test_split_indices_disjoint_complete_and_seeded(n, data, seed):
+    val_size = data.draw(st.integers(0, n - 1))
+    train, val = split_indices(n, val_size, seed)
+    assert len(val) == val_size and len(train) == n - val_size
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(n))
+    again = split_indices(n, val_size, seed)
+    assert torch.equal(train, again[0]) and torch.equal(val, again[1])
+
+
+def test_split_differs_across_seeds_and_module_uses_it():
+    assert not torch.equal(split_indices(1000, 100, 0)[1], split_indices(1000, 100, 1)[1])
+    dm = SyntheticDataModule(num_samples=50, val_size=10, seed=3)
+    train_idx, val_idx = split_indices(50, 10, 3)
+    full, _ = dm._generate()
+    dm.setup()
+    assert torch.equal(dm._val[0], full[0][val_idx]) and torch.equal(dm._train[1], full[1][train_idx])
+
+
+def test_val_size_and_batch_size_errors():
+    with pytest.raises(ValueError, match=r"val_size=64 .*64 images"):
+        SyntheticDataModule(num_samples=64, val_size=64)
+    with pytest.raises(ValueError, match=r"val_size=60000 .*50000"):
+        CIFAR10DataModule("/nonexistent", val_size=60_000)
+    with pytest.raises(ValueError, match="batch_size"):
+        SyntheticDataModule(batch_size=0)
+    with pytest.raises(ValueError, match="loader"):
+        SyntheticDataModule(loader="dali")
+    with pytest.raises(ValueError, match="pixel scale"):
+        SyntheticDataModule(mean=[125.3, 123.0, 113.9], std=[63.0, 62.1, 66.7])
+
+
+def test_drop_last_with_too_few_images_says_so():
+    dm = SyntheticDataModule(num_samples=40, val_size=8, batch_size=64)
+    with pytest.raises(ValueError, match="batch_size=64"):
+        dm.train_dataloader()
+
+
+# ---- InMemoryLoader --------------------------------------------------------------------------------
+
+def test_batches_shapes_dtype_and_len():
+    images = torch.randint(0, 256, (50, 3, 6, 5), dtype=torch.uint8)
+    for drop_last, expected in ((True, 3), (False, 4)):
+        it = loader(images, batch_size=16, drop_last=drop_last, crop_padding=2, flip=True, cutout=2)
+        batches = list(it)
+        assert len(it) == len(batches) == expected
+        assert all(x.shape[1:] == (3, 6, 5) and x.dtype == torch.float32 and y.dtype == torch.int64
+                   for x, y in batches)
+        assert batches[-1][0].shape[0] == (16 if drop_last else 2)
+
+
+def test_each_epoch_visits_every_sample_once_in_a_new_order():
+    it = loader(torch.zeros(37, 1, 2, 2, dtype=torch.uint8), batch_size=5, shuffle=True, seed=4)
+    orders = [collect(it)[1] for _ in range(3)]
+    for order in orders:
+        assert sorted(order.tolist()) == list(range(37))
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
+    it.set_epoch(1)
+    assert torch.equal(collect(it)[1], orders[1])  # epoch e is reproducible
+
+
+def test_normalisation_is_x_over_255_minus_mean_over_std():
+    images = torch.randint(0, 256, (9, 3, 4, 4), dtype=torch.uint8)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    x, _ = collect(loader(images, mean=mean, std=std))
+    expected = (images / 255.0 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-5)
+    cl, _ = collect(loader(images, mean=mean, std=std, channels_last=True))
+    assert torch.equal(cl, x) and next(iter(loader(images, channels_last=True)))[0].is_contiguous(
+        memory_format=torch.channels_last)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(5, 9), st.integers(5, 9), st.integers(1, 4), st.integers(0, 1000))  # padding < size
+def test_crop_shifts_content_by_at_most_padding(height, width, padding, seed):
+    images = position_images(24, height, width)
+    x, idx = collect(loader(images, crop_padding=padding, seed=seed, shuffle=True))
+    values = (x * 255).round().long()[:, 0]                                 # (N, H, W)
+    shifts = set()
+    for out in values:
+        nonzero = out > 0
+        assert nonzero.any()
+        src = out[nonzero] - 1
+        rows, cols = torch.nonzero(nonzero, as_tuple=True)
+        dy, dx = src // width - rows, src % width - cols
+        assert (dy == dy[0]).all() and (dx == dx[0]).all()                  # one rigid shift per image
+        assert abs(dy[0]) <= padding and abs(dx[0]) <= padding
+        shifted_rows = torch.arange(height)[:, None] + dy[0]
+        shifted_cols = torch.arange(width)[None, :] + dx[0]
+        inside = (shifted_rows >= 0) & (shifted_rows < height) & (shifted_cols >= 0) & (shifted_cols < width)
+        assert torch.equal(nonzero, inside)                                 # the rest is zero padding
+        shifts.add((int(dy[0]), int(dx[0])))
+    assert len(shifts) > 1
+
+
+def test_flip_is_an_exact_mirror_for_flipped_samples():
+    images = position_images(40, 5, 7).expand(40, 3, 5, 7).contiguous()
+    x, _ = collect(loader(images, flip=True, seed=1))
+    x, original = (x * 255).round(), images[:1].float()
+    same = (x == original).flatten(1).all(1)
+    mirrored = (x == original.flip(-1)).flatten(1).all(1)
+    assert (same | mirrored).all() and same.any() and mirrored.any()
+
+
+def test_cutout_zeros_one_square_clipped_at_the_border():
+    images = torch.full((64, 1, 16, 16), 255, dtype=torch.uint8)
+    x, _ = collect(loader(images, mean=(0.0,), std=(1.0,), cutout=4, seed=2))
+    assert ((x == 0) | (x == 1)).all()
+    interior = 0
+    for out in x[:, 0]:
+        hole = out == 0
+        rows, cols = hole.any(1), hole.any(0)
+        assert torch.equal(hole, rows[:, None] & cols[None, :])              # a rectangle
+        r, c = torch.nonzero(rows).flatten(), torch.nonzero(cols).flatten()
+        assert len(r) == r[-1] - r[0] + 1 and len(c) == c[-1] - c[0] + 1   # contiguous
+        assert 1 <= len(r) <= 4 and 1 <= len(c) <= 4
+        if 0 < r[0] and r[-1] < 15 and 0 < c[0] and c[-1] < 15:
+            interior += 1
+            assert len(r) == len(c) == 4                                    # a full square inside
+    assert interior > 10
+
+
+def test_distributed_shards_are_disjoint_equal_and_cover_the_permutation():
+    images = torch.zeros(100, 1, 2, 2, dtype=torch.uint8)
+    shards = [loader(images, batch_size=7, shuffle=True, seed=5, rank=r, world_size=3) for r in range(3)]
+    for epoch in range(2):
+        got = [collect(s)[1] for s in shards]
+        assert [len(g) for g in got] == [33, 33, 33] and all(len(s) == 5 for s in shards)
+        together = torch.cat(got)
+        assert len(set(together.tolist())) == 99
+        perm = torch.randperm(100, generator=torch.Generator().manual_seed(5 + epoch))
+        for r in range(3):
+            assert torch.equal(got[r], perm[:99][r::3])
+
+
+def test_distributed_rank_comes_from_torch_distributed(monkeypatch):
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 4)
+    it = loader(torch.zeros(42, 1, 2, 2, dtype=torch.uint8), batch_size=4, shuffle=True, seed=0)
+    assert (it.rank, it.world_size, it.num_samples, len(it)) == (1, 4, 10, 3)
+    perm = torch.randperm(42, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(collect(it)[1], perm[:40][1::4])
+
+
+def test_loader_argument_errors():
+    images = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        loader(images.float())
+    with pytest.raises(ValueError, match="one value per channel"):
+        loader(images, mean=(0.5,), std=(0.5,))
+    with pytest.raises(ValueError, match="rank"):
+        loader(images, rank=2, world_size=2)
+
+
+def test_torch_loader_matches_in_memory_loader():
+    images = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8)
+    mean, std = (0.3, 0.4, 0.5), (0.2, 0.2, 0.3)
+    plain = make_torch_loader(images, torch.arange(20), batch_size=6, shuffle=False, drop_last=False,
+                              mean=mean, std=std, num_workers=0)
+    x, y = collect(plain)
+    ref, ref_y = collect(loader(images, mean=mean, std=std))
+    torch.testing.assert_close(x, ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(y, ref_y)
+    augmented = make_torch_loader(position_images(30, 6, 6).expand(30, 3, 6, 6), torch.arange(30), batch_size=10,
+                                  shuffle=True, drop_last=True, mean=ZERO, std=ONE, crop_padding=2, flip=True,
+                                  cutout=2, num_workers=0)
+    xs, ys = collect(augmented)
+    assert xs.shape == (30, 3, 6, 6) and sorted(ys.tolist()) == list(range(30))
+    assert (xs == 0).any() and not torch.equal(xs, position_images(30, 6, 6).expand(30, 3, 6, 6) / 255)
+
+
+def test_datamodule_torch_loader_option():
+    dm = SyntheticDataModule(num_samples=40, val_size=8, batch_size=8, loader="torch", num_workers=0)
+    x, y = next(iter(dm.train_dataloader()))
+    assert isinstance(dm.train_dataloader(), torch.utils.data.DataLoader)
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+
+
+def test_lightning_fit_runs_on_the_in_memory_loader(tmp_path):
+    import lightning as L
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.net(x), y)
+
+        def validation_step(self, batch, _):
+            self.log("val/loss", torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1]))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    dm = SyntheticDataModule(num_samples=64, num_classes=4, image_size=8, val_size=16, batch_size=16)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(Tiny(), datamodule=dm)
+    assert trainer.global_step == 2 * 3 and trainer.train_dataloader.epoch == 2
+
+
+# ---- FolderDataModule ------------------------------------------------------------------------------
+
+CLASSES = ("ant", "bee", "cat")
+
+
+def write_tree(root: Path, per_class: int = 6, size=(8, 8), splits=("train",)) -> dict[str, np.ndarray]:
+    """root/<split>/<class>/<i>.png|jpg, deterministic RGB content; returns the PNG pixels by path."""
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for split in splits:
+        for k, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                array = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                ext = "jpg" if (k == 1 or (k == 2 and i % 2)) else "png"  # both decoders get used
+                path = folder / f"{i:02d}.{ext}"
+                Image.fromarray(array).save(path, quality=100, subsampling=0)
+                pixels[str(path)] = array
+    return pixels
+
+
+def folder_dm(root, tmp_path, **kwargs):
+    kwargs = {"val_size": 3, "batch_size": 4, "cache_dir": str(tmp_path / "cache"), **kwargs}
+    return FolderDataModule(str(root), **kwargs)
+
+
+def test_folder_loads_labels_pixels_and_stats(tmp_path):
+    pixels = write_tree(tmp_path / "ds")
+    dm = folder_dm(tmp_path / "ds", tmp_path, crop_padding=0, flip=False)
+    assert dm.class_names == list(CLASSES) and dm.num_classes == 3 and not dm.has_test
+    dm.setup("fit")
+    assert (dm.num_train, dm.num_val, dm.in_chans, dm.image_size) == (15, 3, 3, (8, 8))
+    entry = dm._split_entry("train")
+    assert entry["labels"].tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    png = tmp_path / "ds" / "train" / "ant" / "00.png"
+    assert torch.equal(entry["images"][0], torch.from_numpy(pixels[str(png)]).permute(2, 0, 1))
+    jpg = torch.from_numpy(pixels[str(tmp_path / "ds" / "train" / "bee" / "00.jpg")]).permute(2, 0, 1)
+    assert (entry["images"][6].float() - jpg.float()).abs().mean() < 12   # lossy but the same image
+    mean, std = channel_stats(entry["images"])
+    assert dm.mean == pytest.approx(mean) and dm.std == pytest.approx(std)
+    x, y = collect(dm.val_dataloader())
+    assert x.shape == (3, 3, 8, 8) and y.dtype == torch.int64
+
+
+def test_channel_stats_match_a_float_computation():
+    images = torch.randint(0, 256, (7, 3, 5, 4), dtype=torch.uint8)
+    mean, std = channel_stats(images)
+    x = images.double() / 255
+    assert mean == pytest.approx(x.mean(dim=(0, 2, 3)).tolist())
+    assert std == pytest.approx(x.std(dim=(0, 2, 3), unbiased=False).tolist())
+
+
+def test_folder_second_setup_reads_the_cache(tmp_path, monkeypatch):
+    write_tree(tmp_path / "ds")
+    calls = []
+    decode = imagefolder.decode_images
+    monkeypatch.setattr(imagefolder, "decode_images", lambda *a, **k: calls.append(1) or decode(*a, **k))
+    first = folder_dm(tmp_path / "ds", tmp_path)
+    first.prepare_data()
+    first.setup("fit")
+    assert len(calls) == 1 and len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    second = folder_dm(tmp_path / "ds", tmp_path)
+    second.setup("fit")
+    assert len(calls) == 1
+    assert torch.equal(first._train[0], second._train[0]) and first.mean == second.mean
+    # a changed file changes the key: decoded again, into a second cache file
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ds" / "train" / "ant" / "00.png")
+    os.utime(tmp_path / "ds" / "train" / "ant" / "00.png", ns=(1, 1))
+    folder_dm(tmp_path / "ds", tmp_path).setup("fit")
+    assert len(calls) == 2
+
+
+def test_folder_val_and_test_folders(tmp_path):
+    write_tree(tmp_path / "ds", per_class=4, splits=("train", "val", "test"))
+    dm = folder_dm(tmp_path / "ds", tmp_path, val_size=100)  # ignored: val/ exists
+    assert dm.has_test
+    dm.setup()
+    assert (dm.num_train, dm.num_val) == (12, 12)
+    x, y = collect(dm.test_dataloader())
+    assert x.shape == (12, 3, 8, 8) and y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_folder_without_test_split_names_the_data_set(tmp_path):
+    write_tree(tmp_path / "mydata")
+    dm = folder_dm(tmp_path / "mydata", tmp_path)
+    dm.setup()
+    with pytest.raises(ValueError, match=r"'mydata' has no test split"):
+        dm.test_dataloader()
+
+
+def test_folder_missing_root_or_train(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*root/train/<class>"):
+        folder_dm(tmp_path / "nowhere", tmp_path).setup()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty.train not found"):
+        folder_dm(tmp_path / "empty", tmp_path).setup()
+
+
+def test_folder_empty_class_folder_is_named(tmp_path):
+    write_tree(tmp_path / "ds")
+    (tmp_path / "ds" / "train" / "dog").mkdir()
+    (tmp_path / "ds" / "train" / "dog" / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match=r"train.dog has no images"):
+        folder_dm(tmp_path / "ds", tmp_path).setup()
+
+
+def test_folder_corrupt_files_are_all_listed(tmp_path):
+    write_tree(tmp_path / "ds")
+    garbage = tmp_path / "ds" / "train" / "ant" / "broken.jpg"
+    garbage.write_bytes(b"definitely not a jpeg" * 10)
+    good = (tmp_path / "ds" / "train" / "bee" / "00.jpg").read_bytes()
+    truncated = tmp_path / "ds" / "train" / "cat" / "cut.jpg"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="2 of 20 images") as info:
+        folder_dm(tmp_path / "ds", tmp_path).setup()
+    assert str(garbage) in str(info.value) and str(truncated) in str(info.value)
+    assert not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_folder_mixed_sizes_need_image_size(tmp_path):
+    write_tree(tmp_path / "ds")
+    odd = tmp_path / "ds" / "train" / "cat" / "99.png"
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(odd)
+    with pytest.raises(ValueError, match=r"00.png is 8x8 but .*99.png is 10x12.*image_size"):
+        folder_dm(tmp_path / "ds", tmp_path).setup()
+    dm = folder_dm(tmp_path / "ds", tmp_path, image_size=6)
+    dm.setup()
+    assert dm.image_size == (6, 6) and dm._train[0].shape[1:] == (3, 6, 6)
+
+
+@pytest.mark.skipif(not (SHARED_CIFAR / "train").is_dir(), reason="shared CIFAR-10 JPEG folder not present")
+def test_folder_on_a_subset_of_the_shared_cifar10_jpegs(tmp_path):
+    for name in sorted(os.listdir(SHARED_CIFAR / "train")):
+        (tmp_path / "sub" / "train" / name).mkdir(parents=True)
+        for file in sorted(os.listdir(SHARED_CIFAR / "train" / name))[:4]:
+            os.symlink(SHARED_CIFAR / "train" / name / file, tmp_path / "sub" / "train" / name / file)
+    dm = folder_dm(tmp_path / "sub", tmp_path, val_size=8, batch_size=8)
+    dm.setup()
+    assert dm.class_names[:2] == ["airplane", "automobile"] and dm.num_classes == 10
+    assert (dm.num_train, dm.num_val, dm.image_size) == (32, 8, (32, 32))
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and int(y.max()) < 10
+
+
+# ---- CIFAR -------------------------------------------------------------------------------------------
+
+def test_cifar_metadata_is_known_before_setup():
+    dm = CIFAR10DataModule("/nonexistent", val_size=5000)
+    assert (dm.num_classes, dm.in_chans, dm.image_size, dm.num_train, dm.num_val) == (10, 3, (32, 32), 45000, 5000)
+    assert dm.mean == CIFAR10_MEAN and dm.has_test and dm.class_names[0] == "airplane"
+    dm100 = CIFAR100DataModule("/nonexistent")
+    assert dm100.num_classes == len(set(dm100.class_names)) == 100 and dm100.class_names == sorted(dm100.class_names)
+
+
+def test_cifar_failed_download_explains_the_fix(tmp_path, monkeypatch):
+    def no_network(root, train=True, download=False, **_):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
+    dm = CIFAR10DataModule(str(tmp_path), download=True)
+    with pytest.raises(RuntimeError) as info:
+        dm.prepare_data()
+    message = str(info.value)
+    for part in ("download failed", str(tmp_path / "cifar-10-batches-py"), "CONVZOO_DATA_DIR",
+                 "paths.data_dir", "data=folder data.root="):
+        assert part in message
+
+
+def test_cifar_converts_torchvision_arrays(tmp_path, monkeypatch):
+    class FakeCIFAR10:
+        classes = ["c%d" % i for i in range(10)]
+
+        def __init__(self, root, train=True, download=False):
+            n = 30 if train else 10
+            self.data = np.arange(n * 32 * 32 * 3, dtype=np.int64).reshape(n, 32, 32, 3).astype(np.uint8)
+            self.targets = [i % 10 for i in range(n)]
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    dm = CIFAR10DataModule(str(tmp_path), val_size=6, batch_size=8, crop_padding=0, flip=False)
+    dm.setup()
+    assert (dm.num_train, dm.num_val, dm.class_names[0]) == (24, 6, "c0")
+    images, _ = dm._test
+    assert images.shape == (10, 3, 32, 32)
+    assert torch.equal(images[0, :, 0, 1], torch.tensor([3, 4, 5], dtype=torch.uint8))  # HWC -> CHW
+    assert len(dm.test_dataloader()) == 1

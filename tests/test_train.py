@@ -1,0 +1,101 @@
+"""train(cfg) end to end on synthetic data, on the CPU: fit, test, resume, TensorBoard tags,
+multirun and DDP (the last two through the command line, as a user runs them)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from test_configs import compose_train
+from train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["data=synthetic", "data.num_samples=192", "data.val_size=64", "data.test_size=64",
+        "data.batch_size=32", "trainer.accelerator=cpu", "trainer.precision=32-true",
+        "trainer.log_every_n_steps=1", "callbacks.progress_bar=null", "scheduler.warmup_epochs=0"]
+
+
+def tags(run_dir: Path) -> set[str]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    found = acc.Tags()
+    return {*found["scalars"], *found["images"], *found["tensors"]}
+
+
+@pytest.mark.parametrize("model", ["resnet20", "mobilenet_v2_x0_5", "shufflenet_v2_x0_5", "highway_19", "googlenet"])
+def test_fast_dev_run(model, tmp_path):
+    cfg = compose_train(*TINY, f"model={model}", "+trainer.fast_dev_run=true", tmp_path=tmp_path)
+    metrics = train(cfg)
+    assert metrics["model"] == model and 0.0 <= metrics["train/loss"] < 100
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "metrics.json").is_file()
+
+
+def test_fit_logs_tags_checkpoints_and_tests(tmp_path):
+    cfg = compose_train(*TINY, "trainer.max_epochs=2", tmp_path=tmp_path)
+    metrics = train(cfg)
+    assert {"val/acc", "val/acc_best", "test/acc", "train/loss"} <= set(metrics)
+    assert metrics["val/acc_best"] >= metrics["val/acc"] - 1e-9
+    found = tags(tmp_path)
+    expected = {"train/loss_step", "train/acc_step", "val/loss", "val/acc", "val/acc_best",
+                "train/epoch_seconds", "train/images_per_sec", "lr-SGD/pg1", "hparams/val_acc_best",
+                "val/confusion_matrix", "val/misclassified", "test/confusion_matrix", "test/acc"}
+    assert expected <= found, expected - found
+    assert any("complexity" in t for t in found)
+    ckpts = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert "last.ckpt" in ckpts and len(ckpts) == 2
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["params"] == sum(p.numel() for p in __import__("models").create_model("resnet20").parameters())
+
+
+def test_resume_from_last_continues_the_same_run(tmp_path):
+    first = compose_train(*TINY, "trainer.max_epochs=1", "test=false", tmp_path=tmp_path)
+    train(first)
+    resumed = compose_train(*TINY, "trainer.max_epochs=3", "ckpt_path=last", "test=false",
+                            tmp_path=tmp_path / "new_hydra_dir")
+    resumed.paths.log_dir = str(tmp_path)
+    metrics = train(resumed)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 3 * (128 // 32) and metrics["epochs"] == 3
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    acc.Reload()
+    # The resumed run logs into the first run's folder and trains epochs 1 and 2 only: three
+    # epoch-end losses in all (a restart from scratch would add three, four in all).
+    assert len(acc.Scalars("train/loss_epoch")) == 3
+    assert not (tmp_path / "new_hydra_dir" / "checkpoints").exists()  # the old run folder went on
+
+
+def test_same_seed_same_metrics(tmp_path):
+    runs = [train(compose_train(*TINY, "trainer.max_epochs=1", "test=false", "trainer.deterministic=true",
+                                tmp_path=tmp_path / str(i))) for i in range(2)]
+    assert runs[0]["val/acc"] == runs[1]["val/acc"] and runs[0]["train/loss"] == runs[1]["train/loss"]
+
+
+def _cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_multirun_gives_one_tensorboard_run_per_model(tmp_path):
+    out = _cli(["-m", "model=resnet20,mobilenet_v2_x0_5", *TINY, "trainer.max_epochs=1",
+                f"paths.log_dir={tmp_path}", "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert runs == ["0_resnet20", "1_mobilenet_v2_x0_5"]
+    for run in runs:
+        assert "val/acc" in tags(tmp_path / "sweep" / run)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="DDP on CPU with gloo is exercised on Linux")
+def test_ddp_on_cpu_with_two_processes(tmp_path):
+    out = _cli(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY,
+                "trainer.max_epochs=1", f"paths.log_dir={tmp_path}", "hydra.run.dir=run"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val/acc"] >= 0 and "test/acc" in metrics

@@ -1,0 +1,83 @@
+"""Train a zoo model: ``python train.py model=resnet20 data=cifar10 optimizer.lr=0.05``.
+
+``train(cfg)`` is plain Python (tests call it with a composed config); ``main`` is the thin Hydra
+entry point. Multiruns (``-m model=a,b``) give one run folder and one TensorBoard run per model.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from models.complexity import complexity
+from training.module import ClassificationModule
+from training.setup import (find_last_checkpoint, instantiate_list, model_hparams, resolve_precision,
+                            validate_config)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit (and test, when the data has a test split); returns the final metrics."""
+    validate_config(cfg)
+    ckpt_path = find_last_checkpoint(cfg) if cfg.get("ckpt_path") else None
+    with open_dict(cfg):
+        if ckpt_path is not None:  # resume into the same run folder, so the logger run goes on
+            cfg.paths.output_dir = str(Path(ckpt_path).parent.parent)
+        cfg.trainer.precision = resolve_precision(cfg.trainer.get("precision", "auto"))
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = hydra.utils.instantiate(cfg.data)
+    # Classes, channels, size and normalisation are known once the data is read: read it now,
+    # before the model is built (setup is idempotent; Lightning's own call reuses the splits).
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg.update(num_classes=datamodule.num_classes, in_chans=datamodule.in_chans)
+    net = hydra.utils.instantiate(model_cfg)
+    report = complexity(net, (datamodule.in_chans, *datamodule.image_size))
+    module = ClassificationModule(
+        net, hydra.utils.instantiate(cfg.optimizer), hydra.utils.instantiate(cfg.scheduler),
+        num_classes=datamodule.num_classes, model_cfg=model_cfg, data_info=datamodule_info(datamodule),
+        **cfg.module)
+
+    hparams = model_hparams(cfg, report)
+    callbacks = instantiate_list(cfg.get("callbacks"), hparams=hparams, complexity_table=report.table())
+    loggers = instantiate_list(cfg.get("logger"))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if cfg.get("test") and datamodule.has_test and not trainer.fast_dev_run:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    summary = {**hparams, **metrics, "fit_seconds": time.perf_counter() - start,
+               "best_checkpoint": trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""}
+    if trainer.is_global_zero:
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def datamodule_info(dm) -> dict:
+    """What evaluate needs to read a checkpoint back: classes and normalisation."""
+    return {"num_classes": dm.num_classes, "class_names": list(dm.class_names), "in_chans": dm.in_chans,
+            "image_size": list(dm.image_size), "mean": list(dm.mean), "std": list(dm.std)}
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric", "val/acc_best"))  # for sweepers
+
+
+if __name__ == "__main__":
+    torch.set_float32_matmul_precision("high")
+    main()

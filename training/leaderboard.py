@@ -1,0 +1,134 @@
+"""A leaderboard of every training run under a folder, read from the runs' ``metrics.json``
+(and ``eval.json`` where ``evaluate.py`` has measured a checkpoint): Markdown, CSV, a plot of
+accuracy against cost, and the same table and plot in TensorBoard (``<folder>/leaderboard_tb``).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from .reporting import leaderboard_figure
+
+SORT_KEY = "val/acc_best"
+# (row key, heading); the CSV has every column, the Markdown table drops columns empty in every row
+COLUMNS = [
+    ("rank", "#"), ("model", "model"), ("params", "params"), ("macs", "MACs"),
+    ("val/acc_best", "val acc (best)"), ("test/acc", "test acc"), ("eval/acc", "eval acc"),
+    ("eval/split", "eval split"), ("epochs", "epochs"), ("fit_seconds", "fit time"),
+    ("train/images_per_sec", "train img/s"), ("eval/images_per_sec", "infer img/s"),
+    ("eval/latency_ms", "latency ms (bs 1)"), ("data", "data"), ("run", "run"),
+]
+
+
+def find_runs(folder: str | Path) -> list[Path]:
+    """Every folder under ``folder`` (itself included) that holds a metrics.json, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"runs={folder} is not a folder")
+    return sorted(p.parent for p in folder.rglob("metrics.json"))
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def read_run(run_dir: Path, root: Path) -> dict:
+    """One leaderboard row from a run folder (missing values are None)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    row = {key: metrics.get(key) for key in ("model", "data", "epochs", "best_checkpoint")}
+    for key in ("params", "macs", "val/acc_best", "test/acc", "fit_seconds", "train/images_per_sec"):
+        row[key] = _number(metrics.get(key))
+    evaluation = run_dir / "eval.json"
+    if evaluation.is_file():
+        try:
+            ev = json.loads(evaluation.read_text())
+            row.update({"eval/acc": _number(ev.get("acc")), "eval/split": ev.get("split"),
+                        "eval/images_per_sec": _number(ev.get("images_per_sec")),
+                        "eval/latency_ms": _number(ev.get("latency_ms"))})
+        except (OSError, ValueError):
+            pass  # a half-written eval.json is not worth losing the row for
+    row["run"] = str(run_dir.relative_to(root)) if run_dir != root else "."
+    row["run_dir"] = str(run_dir)
+    return row
+
+
+def collect(folder: str | Path) -> tuple[list[dict], list[str]]:
+    """(rows sorted by val/acc_best, best first, runs without it last; warnings for unreadable runs)."""
+    root = Path(folder)
+    rows, warnings = [], []
+    for run_dir in find_runs(root):
+        try:
+            rows.append(read_run(run_dir, root))
+        except (OSError, ValueError) as err:
+            warnings.append(f"skipped {run_dir}: unreadable metrics.json ({err})")
+    rows.sort(key=lambda r: (r.get(SORT_KEY) is None, -(r.get(SORT_KEY) or 0.0), r["run"]))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows, warnings
+
+
+def _si(n) -> str:
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _cell(key: str, value) -> str:
+    if value is None or value == "":
+        return "-"
+    if key in ("params", "macs"):
+        return _si(value)
+    if key.endswith("/acc") or key.endswith("acc_best"):
+        return f"{100 * value:.2f}%"
+    if key == "fit_seconds":
+        minutes, seconds = divmod(round(value), 60)
+        return f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
+    if key.endswith("images_per_sec"):
+        return f"{value:,.0f}"
+    if key.endswith("latency_ms"):
+        return f"{value:.2f}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    columns = [(k, h) for k, h in COLUMNS if any(r.get(k) not in (None, "") for r in rows)] or COLUMNS[:2]
+    lines = ["| " + " | ".join(h for _, h in columns) + " |",
+             "|" + "|".join("---:" if k not in ("model", "data", "run", "eval/split") else "---"
+                            for k, _ in columns) + "|"]
+    lines += ["| " + " | ".join(_cell(k, r.get(k)) for k, _ in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([k for k, _ in COLUMNS])
+        for r in rows:
+            writer.writerow(["" if r.get(k) is None else r.get(k) for k, _ in COLUMNS])
+
+
+def write_leaderboard(folder: str | Path, rows: list[dict], *, tensorboard: bool = True) -> dict:
+    """leaderboard.md, leaderboard.csv, leaderboard.png (and TensorBoard events) in ``folder``."""
+    folder = Path(folder)
+    table = markdown_table(rows)
+    md = (f"# Leaderboard: {folder.resolve().name}\n\n{len(rows)} runs, sorted by {SORT_KEY} (best first). "
+          f"Accuracies from each run's metrics.json; eval columns from its eval.json (evaluate.py).\n\n{table}\n")
+    paths = {"md": folder / "leaderboard.md", "csv": folder / "leaderboard.csv", "png": folder / "leaderboard.png"}
+    paths["md"].write_text(md)
+    write_csv(rows, paths["csv"])
+    fig = leaderboard_figure(rows, SORT_KEY)
+    fig.savefig(paths["png"])
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        paths["tensorboard"] = folder / "leaderboard_tb"
+        with SummaryWriter(str(paths["tensorboard"])) as writer:
+            writer.add_text("leaderboard", table, 0)
+            writer.add_figure("leaderboard", fig, 0, close=False)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,120 @@
+"""The LightningModule: any ``nn.Module`` classifier + an optimizer and scheduler given as partials."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def param_groups(net: nn.Module, weight_decay: float, exclude_norm_bias: bool) -> list[dict]:
+    """Two groups: decayed weights, and norm parameters and biases with no weight decay
+    (excluding them is a common CIFAR trick, e.g. in the "bag of tricks" of He et al. 2019)."""
+    if not exclude_norm_bias:
+        return [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    decay, no_decay = [], []
+    for module in net.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            (no_decay if isinstance(module, NORM_TYPES) or name == "bias" else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class ClassificationModule(L.LightningModule):
+    """Cross-entropy training of ``net`` with accuracy metrics under the ``train/``, ``val/``,
+    ``test/`` keys (``val/acc_best`` tracks the best epoch so far)."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        *,
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        exclude_norm_bias_from_wd: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
+        model_cfg: dict | None = None,
+        data_info: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing should be in [0, 1), got {label_smoothing}")
+        # The net is saved by its config (``model_cfg``, plain data) so a checkpoint can be read
+        # back without unpickling code; ``data_info`` holds the class names and normalisation.
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.channels_last = channels_last
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.forward_net = torch.compile(self.net) if compile else self.net
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.forward_net(x)
+
+    def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)  # (N, num_classes)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hparams.label_smoothing)
+        return loss, logits.argmax(1), y
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, preds, y = self._step(batch)
+        self.train_acc(preds, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_loss.reset()
+        self.val_acc.reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, preds, y = self._step(batch)
+        self.val_loss(loss, weight=len(y))
+        self.val_acc(preds, y)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.val_acc.compute()
+        if not self.trainer.sanity_checking:
+            self.val_acc_best(acc)
+        self.log("val/loss", self.val_loss.compute(), sync_dist=True)
+        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
+        best = self.val_acc_best.compute() if self.val_acc_best.update_count else acc
+        self.log("val/acc_best", best, prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, preds, y = self._step(batch)
+        self.test_loss(loss, weight=len(y))
+        self.test_acc(preds, y)
+        self.log("test/loss", self.test_loss, on_epoch=True)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+
+    def configure_optimizers(self):
+        # weight_decay is the optimizer config's (optimizer.weight_decay=...); it is applied per group.
+        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        groups = param_groups(self.net, weight_decay, self.hparams.exclude_norm_bias_from_wd)
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=per_epoch)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
