@@ -9,14 +9,21 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# Until the training pipeline lands, the main job prints the zoo's complexity table.
+# The main job: train a model (default resnet20, 30 epochs). CIFAR-10 is downloaded on first use;
+# where the shared JPEG copy of CIFAR-10 is present (no internet needed), it is used instead.
+# More Hydra overrides go in ARGS, e.g. make train ARGS="model=mobilenet_v2_x1_0 trainer.max_epochs=5"
+SHARED_CIFAR := ../shared/datasets/cifar10-jpeg
+DATA ?= $(if $(wildcard $(SHARED_CIFAR)/train),data=folder data.root=$(SHARED_CIFAR),)
 train: $(STAMP)
+	$(PY) train.py $(DATA) $(ARGS)
+
+# The zoo's complexity table.
+zoo: $(STAMP)
 	$(PY) -m models $(ARGS)
 
 test: $(STAMP)

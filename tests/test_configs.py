@@ -74,3 +74,21 @@ def test_experiment_sweeps_name_known_models(experiment):
     for value in params.values() if params else []:
         names = str(value).split(",")
         assert set(names) <= set(list_models()), f"{experiment}: unknown models {set(names) - set(list_models())}"
+
+
+@pytest.mark.parametrize("overrides", [
+    ["hparams_search=optuna"],
+    ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "trainer=ddp"],
+    ["hydra/launcher=submitit_local"],
+], ids=["optuna", "joblib", "submitit_slurm", "submitit_local"])
+def test_sweep_plugins_compose(overrides):
+    """The launcher and sweeper plugins (the `sweep` extra) compose with our configs."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    if overrides[0].startswith("hparams_search"):
+        assert "OptunaSweeper" in cfg.hydra.sweeper._target_ and cfg.optimized_metric == "val/acc_best"
+        assert set(cfg.hydra.sweeper.params) >= {"optimizer.lr", "data.batch_size"}
+    else:
+        launcher = overrides[0].split("=")[1]
+        assert launcher.split("_")[0] in cfg.hydra.launcher._target_.lower()

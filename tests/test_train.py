@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from test_configs import compose_train
 from train import train
+from training.curves import main as curves_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data=synthetic", "data.num_samples=192", "data.val_size=64", "data.test_size=64",
@@ -36,7 +38,7 @@ def test_fast_dev_run(model, tmp_path):
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "metrics.json").is_file()
 
 
-def test_fit_logs_tags_checkpoints_and_tests(tmp_path):
+def test_fit_logs_tags_checkpoints_and_tests(tmp_path, capsys):
     cfg = compose_train(*TINY, "trainer.max_epochs=2", tmp_path=tmp_path)
     metrics = train(cfg)
     assert {"val/acc", "val/acc_best", "test/acc", "train/loss"} <= set(metrics)
@@ -49,6 +51,9 @@ def test_fit_logs_tags_checkpoints_and_tests(tmp_path):
     assert any("complexity" in t for t in found)
     ckpts = {p.name for p in (tmp_path / "checkpoints").iterdir()}
     assert "last.ckpt" in ckpts and len(ckpts) == 2
+    assert curves_main([str(tmp_path), "--out", str(tmp_path / "c.png"), "--table"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 2 and (tmp_path / "c.png").stat().st_size > 1000  # header + 2 epochs
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["params"] == sum(p.numel() for p in __import__("models").create_model("resnet20").parameters())
 
@@ -70,15 +75,33 @@ def test_resume_from_last_continues_the_same_run(tmp_path):
     assert not (tmp_path / "new_hydra_dir" / "checkpoints").exists()  # the old run folder went on
 
 
+class StopAfterFirstEpoch(L.Callback):
+    """Interrupts a run after its first epoch (its last.ckpt is written), schedule unchanged."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    common = [*TINY, "test=false", "trainer.deterministic=true", "model.head.dropout=0.2", "trainer.max_epochs=2"]
+    straight = train(compose_train(*common, tmp_path=tmp_path / "straight"))
+    train(compose_train(*common, "+callbacks.stop._target_=test_train.StopAfterFirstEpoch", tmp_path=tmp_path / "split"))
+    resumed_cfg = compose_train(*common, "ckpt_path=last", tmp_path=tmp_path / "other")
+    resumed_cfg.paths.log_dir = str(tmp_path / "split")
+    resumed = train(resumed_cfg)
+    assert resumed["val/acc"] == straight["val/acc"] and resumed["val/loss"] == straight["val/loss"]
+    assert resumed["train/loss"] == straight["train/loss"]
+
+
 def test_same_seed_same_metrics(tmp_path):
     runs = [train(compose_train(*TINY, "trainer.max_epochs=1", "test=false", "trainer.deterministic=true",
                                 tmp_path=tmp_path / str(i))) for i in range(2)]
     assert runs[0]["val/acc"] == runs[1]["val/acc"] and runs[0]["train/loss"] == runs[1]["train/loss"]
 
 
-def _cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def _cli(args: list[str], cwd: Path, timeout: int = 600, script: str = "train.py") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -90,6 +113,12 @@ def test_multirun_gives_one_tensorboard_run_per_model(tmp_path):
     assert runs == ["0_resnet20", "1_mobilenet_v2_x0_5"]
     for run in runs:
         assert "val/acc" in tags(tmp_path / "sweep" / run)
+    board = _cli([f"runs={tmp_path / 'sweep'}", f"paths.log_dir={tmp_path}"], cwd=tmp_path, script="evaluate.py")
+    assert board.returncode == 0, board.stderr[-3000:]
+    table = (tmp_path / "sweep" / "leaderboard.md").read_text()
+    assert "resnet20" in table and "mobilenet_v2_x0_5" in table
+    assert (tmp_path / "sweep" / "leaderboard.png").stat().st_size > 1000
+    assert len((tmp_path / "sweep" / "leaderboard.csv").read_text().strip().splitlines()) == 3
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="DDP on CPU with gloo is exercised on Linux")

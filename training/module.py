@@ -1,6 +1,7 @@
 """The LightningModule: any ``nn.Module`` classifier + an optimizer and scheduler given as partials."""
 from __future__ import annotations
 
+import random
 from typing import Any, Callable
 
 import lightning as L
@@ -42,6 +43,7 @@ class ClassificationModule(L.LightningModule):
         exclude_norm_bias_from_wd: bool = True,
         channels_last: bool = False,
         compile: bool = False,
+        tta_flip: bool = False,
         model_cfg: dict | None = None,
         data_info: dict | None = None,
     ) -> None:
@@ -72,14 +74,24 @@ class ClassificationModule(L.LightningModule):
     def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self(x)  # (N, num_classes)
+        if self.hparams.tta_flip and not self.training:
+            # Test-time augmentation: average with the mirrored image's logits (as airbench does).
+            logits = (logits + self(x.flip(3))) / 2
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hparams.label_smoothing)
         return loss, logits.argmax(1), y
+
+    def on_train_epoch_start(self) -> None:
+        # Loaders that shuffle per epoch (InMemoryLoader) get the trainer's epoch, which after a
+        # resume is not the number of passes this process has made.
+        loader = self.trainer.train_dataloader
+        if callable(getattr(loader, "set_epoch", None)):
+            loader.set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, preds, y = self._step(batch)
         self.train_acc(preds, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -106,6 +118,20 @@ class ClassificationModule(L.LightningModule):
         self.test_acc(preds, y)
         self.log("test/loss", self.test_loss, on_epoch=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # RNG states, so a resumed run draws the same dropout masks and augmentations as an
+        # uninterrupted one (plain tensors and ints: loadable with weights_only=True).
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            torch.set_rng_state(states["torch"])
+            random.setstate(states["python"])
+            if states["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])
 
     def configure_optimizers(self):
         # weight_decay is the optimizer config's (optimizer.weight_decay=...); it is applied per group.
