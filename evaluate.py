@@ -53,7 +53,8 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt_path: str | Path, *, verbose: bool
     net = net.to(device)
     split = "test" if dm.has_test else "val"
     loader = dm.test_dataloader() if dm.has_test else dm.val_dataloader()
-    preds, targets, loss_sum = predict(net, loader, device)
+    tta_flip = bool(ckpt["hyper_parameters"].get("tta_flip", False))  # evaluate as validation did
+    preds, targets, loss_sum = predict(net, loader, device, tta_flip=tta_flip)
     input_shape = (dm.in_chans, *dm.image_size)
     report = complexity(net, input_shape, device=device)
 
@@ -68,7 +69,8 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt_path: str | Path, *, verbose: bool
         "data": str(data_cfg.get("_target_", "?")).rsplit(".", 1)[-1], "split": split,
         "class_names": list(dm.class_names), **accuracy_report(preds, targets, loss_sum, dm.class_names),
         "params": report.total_params, "macs": report.total_macs, "device": str(device),
-        "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"), "notes": notes,
+        "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"), "tta_flip": tta_flip,
+        "notes": notes,
     }
     bench = cfg.get("benchmark") or {}
     if bench.get("enabled", True):

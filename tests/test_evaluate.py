@@ -62,12 +62,13 @@ def test_report_matches_a_direct_computation(run, tmp_path):
 
     dm = hydra.utils.instantiate(OmegaConf.load(run / "config.yaml").data)
     dm.setup("test")
-    with torch.no_grad():
-        pairs = [(net.eval()(x).argmax(1), y) for x, y in dm.test_dataloader()]
+    net.eval()
+    with torch.no_grad():  # the run validated with flip test-time augmentation, so evaluate does too
+        pairs = [((net(x) + net(x.flip(3))).argmax(1), y) for x, y in dm.test_dataloader()]
     preds, targets = torch.cat([p for p, _ in pairs]), torch.cat([y for _, y in pairs])
     expected = (preds == targets).double().mean().item()
 
-    assert result["split"] == "test" and result["model"] == "resnet20"
+    assert result["split"] == "test" and result["model"] == "resnet20" and result["tta_flip"] is True
     assert result["num_samples"] == len(targets) == 128
     assert result["acc"] == pytest.approx(expected, abs=1e-9)
     recorded = json.loads((run / "metrics.json").read_text())

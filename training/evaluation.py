@@ -185,11 +185,16 @@ def _check_data(dm, ckpt: dict) -> None:
 # ---- accuracy and speed -----------------------------------------------------------------------
 
 @torch.inference_mode()
-def predict(net: nn.Module, loader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(predictions, targets, summed cross-entropy) over a loader, in fp32."""
+def predict(net: nn.Module, loader, device: torch.device, tta_flip: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(predictions, targets, summed cross-entropy) over a loader, in fp32; ``tta_flip`` averages
+    the logits of each image and its mirror image, as training's validation did."""
     preds, targets, loss = [], [], 0.0
     for x, y in loader:
-        logits = net(x.to(device, torch.float32)).float()  # (N, num_classes)
+        x = x.to(device, torch.float32)
+        logits = net(x).float()  # (N, num_classes)
+        if tta_flip:
+            logits = (logits + net(x.flip(3)).float()) / 2
         y = y.to(device)
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         preds.append(logits.argmax(1).cpu())
