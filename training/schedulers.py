@@ -7,23 +7,30 @@ still works for any data set size and batch size.
 from __future__ import annotations
 
 import math
+import warnings
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 
-def _check(total_steps: int, warmup_steps: int) -> None:
-    if warmup_steps >= total_steps:
-        raise ValueError(f"warm-up ({warmup_steps} steps) should be shorter than training "
-                         f"({total_steps} steps); lower warmup_epochs or raise trainer.max_epochs")
+def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
+    """Warm-up length in steps; in a run too short for it (a smoke run of one epoch), at most half
+    the run, with a warning, so the schedule still decays."""
+    if warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs should be >= 0, got {warmup_epochs}")
+    warmup = int(round(warmup_epochs * steps_per_epoch))
+    if warmup >= total_steps:
+        warnings.warn(f"warm-up of {warmup} steps does not fit in a run of {total_steps} steps; "
+                      f"warming up for {total_steps // 2} steps instead", stacklevel=3)
+        warmup = total_steps // 2
+    return warmup
 
 
 def cosine(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
            min_lr_ratio: float = 0.0) -> LRScheduler:
     """Linear warm-up from 0 over ``warmup_epochs``, then half a cosine down to
     ``min_lr_ratio * lr`` (Loshchilov & Hutter 2017, SGDR without restarts; Goyal et al. 2017 warm-up)."""
-    warmup = int(round(warmup_epochs * steps_per_epoch))
-    _check(total_steps, warmup)
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -37,8 +44,7 @@ def cosine(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, warm
 def linear(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
            min_lr_ratio: float = 0.0) -> LRScheduler:
     """Linear warm-up, then linear decay to ``min_lr_ratio * lr`` (the airbench-style schedule)."""
-    warmup = int(round(warmup_epochs * steps_per_epoch))
-    _check(total_steps, warmup)
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
 
     def factor(step: int) -> float:
         if step < warmup:
