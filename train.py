@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from models.complexity import complexity
+from training.evaluation import run_dir_of
 from training.module import ClassificationModule
 from training.setup import (find_last_checkpoint, instantiate_list, model_hparams, resolve_precision,
                             validate_config)
@@ -26,8 +27,9 @@ def train(cfg: DictConfig) -> dict:
     ckpt_path = find_last_checkpoint(cfg) if cfg.get("ckpt_path") else None
     with open_dict(cfg):
         if ckpt_path is not None:  # resume into the same run folder, so the logger run goes on
-            cfg.paths.output_dir = str(Path(ckpt_path).parent.parent)
-        cfg.trainer.precision = resolve_precision(cfg.trainer.get("precision", "auto"))
+            cfg.paths.output_dir = str(run_dir_of(ckpt_path))
+        cfg.trainer.precision = resolve_precision(cfg.trainer.get("precision", "auto"),
+                                                  cfg.trainer.get("accelerator", "auto"))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)

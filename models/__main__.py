@@ -1,4 +1,4 @@
-"""``python -m models``: the zoo's complexity table (the main job until training lands).
+"""``python -m models`` (``make zoo``): the zoo's complexity tables.
 
     python -m models                      # one line per model: params, MACs, memory, receptive field
     python -m models resnet20 googlenet   # layer-by-layer tables of the named models
@@ -10,15 +10,8 @@ from __future__ import annotations
 import argparse
 import inspect
 
-from .complexity import ComplexityReport, complexity
+from .complexity import ComplexityReport, complexity, si
 from .registry import create_model, get_block, list_blocks, list_models, model_config
-
-
-def _si(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:.0f}"
 
 
 def _rf(r: ComplexityReport) -> str:
@@ -74,18 +67,18 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             block, cin = example
             r = complexity(block, (cin, *size[1:]))
-            print(f"{name:<20} {type(block).__name__:<24} {r.total_params:>9,} {_si(r.total_macs):>9} {_rf(r):>5}")
+            print(f"{name:<20} {type(block).__name__:<24} {r.total_params:>9,} {si(r.total_macs):>9} {_rf(r):>5}")
         return 0
     if args.markdown:
         print(f"| model | params | paper | MACs ({size[1]}x{size[2]}) | receptive field | source |\n"
               "|---|---:|---:|---:|---:|---|")
         for name, r, source, paper in _zoo_rows(known, size):
             paper = "" if paper is None else f"{paper}M"
-            print(f"| {name} | {r.total_params / 1e6:.3f}M | {paper} | {_si(r.total_macs)} | {_rf(r)} | {source} |")
+            print(f"| {name} | {r.total_params / 1e6:.3f}M | {paper} | {si(r.total_macs)} | {_rf(r)} | {source} |")
         return 0
     print(f"{'model':<22} {'params':>12} {'MACs':>9} {'act MB':>8} {'RF':>5}   (input {size}, batch 1)")
     for name, r, _, _ in _zoo_rows(known, size):
-        print(f"{name:<22} {r.total_params:>12,} {_si(r.total_macs):>9} "
+        print(f"{name:<22} {r.total_params:>12,} {si(r.total_macs):>9} "
               f"{r.total_activation_bytes / 1e6:>8.2f} {_rf(r):>5}")
     return 0
 

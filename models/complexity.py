@@ -89,10 +89,10 @@ class ComplexityReport:
     def table(self, max_rows: int | None = None) -> str:
         head = ("layer", "type", "output", "params", "MACs", "act", "RF", "jump")
         shown = self.rows if max_rows is None else self.rows[:max_rows]
-        body = [(r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}", _si(r.macs),
-                 _si(r.activation_bytes) + "B", *_rf_text(r.rf_size, r.rf_jump, r.rf_global)) for r in shown]
-        total = ("total", "", "", f"{self.total_params:,}", _si(self.total_macs),
-                 _si(self.total_activation_bytes) + "B", *_rf_text(self.rf_size, self.rf_jump, self.rf_global))
+        body = [(r.name, r.type, "x".join(map(str, r.output_shape)), f"{r.params:,}", si(r.macs),
+                 si(r.activation_bytes) + "B", *_rf_text(r.rf_size, r.rf_jump, r.rf_global)) for r in shown]
+        total = ("total", "", "", f"{self.total_params:,}", si(self.total_macs),
+                 si(self.total_activation_bytes) + "B", *_rf_text(self.rf_size, self.rf_jump, self.rf_global))
         widths = [max(len(row[i]) for row in (head, *body, total)) for i in range(len(head))]
 
         def line(row):  # text columns left-aligned, numbers right-aligned
@@ -104,18 +104,19 @@ class ComplexityReport:
             lines.append(f"... {len(self.rows) - len(shown)} more rows")
         lines += [rule, line(total)]
         if self.other_macs:
-            lines.append(f"(total includes {_si(self.other_macs)} MACs of ops outside leaf modules)")
+            lines.append(f"(total includes {si(self.other_macs)} MACs of ops outside leaf modules)")
         return "\n".join(s.rstrip() for s in lines)
 
     def __str__(self) -> str:
         return self.table()
 
 
-def _si(n: float) -> str:
+def si(n: float) -> str:
+    """1234567 -> '1.23M' (G, M, K suffixes)."""
     for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
+        if abs(n) >= div:
             return f"{n / div:.2f}{unit}"
-    return str(int(n))
+    return f"{n:.0f}"
 
 
 def _rf_text(size, jump, is_global) -> tuple[str, str]:

@@ -72,9 +72,10 @@ class Net(nn.Module):
         paper_params: float | None = None,
     ) -> None:
         super().__init__()
-        for key, value in (("num_classes", num_classes), ("in_chans", in_chans)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "num_classes" else 1):
-                raise ValueError(f"{key} should be a positive integer, got {value!r}")
+        for key, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                hint = " (0: no classifier)" if low == 0 else ""
+                raise ValueError(f"{key} should be an integer >= {low}{hint}, got {value!r}")
         if not width_mult > 0:
             raise ValueError(f"width_mult should be > 0, got {width_mult!r}")
         head = dict(head or {})

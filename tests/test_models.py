@@ -22,6 +22,8 @@ PAPER_SIZES = {
     "resnet56": (0.85, 0.02), "resnet110": (1.7, 0.02), "plain20": (0.27, 0.02),
     "plain56": (0.85, 0.02), "preact_resnet18": (11.2, 0.02), "resnext29_2x64d": (9.1, 0.02),
     "allconv": (1.37, 0.02), "dilated_resnet20": (0.27, 0.02),
+    # Our FitNet-style layouts (the paper's widths are in a supplement): see the YAML comments.
+    "highway_19": (2.3, 0.02), "highway_32": (1.25, 0.03),
 }
 
 

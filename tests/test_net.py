@@ -53,8 +53,8 @@ def test_invalid_block_argument_names_stage_and_block():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"num_classes": -1}, "num_classes should be a positive integer, got -1"),
-    ({"in_chans": 0}, "in_chans should be a positive integer, got 0"),
+    ({"num_classes": -1}, r"num_classes should be an integer >= 0 \(0: no classifier\), got -1"),
+    ({"in_chans": 0}, "in_chans should be an integer >= 1, got 0"),
     ({"width_mult": 0}, "width_mult should be > 0, got 0"),
     ({"head": {"dropout": 1.0}}, r"head dropout should be in \[0, 1\), got 1.0"),
     ({"head": {"pool": "max"}}, r"unknown head keys \['pool'\]"),

@@ -38,7 +38,10 @@ class NonFiniteLossGuard(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss):
+        bad = loss is not None and not bool(torch.isfinite(loss))
+        # Every rank must take the same decision, or the others wait forever in DDP.
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            loss = loss if bad else torch.tensor(float("nan"))
             message = (f"non-finite training loss {loss.item()} at global step {trainer.global_step} "
                        f"(epoch {trainer.current_epoch}, batch {batch_idx})")
             if self.skip:
@@ -72,7 +75,7 @@ class RunReport(L.Callback):
         with torch.no_grad():
             for x, y in loader:
                 x, y = x.to(pl_module.device), y.to(pl_module.device)
-                p = pl_module(x).argmax(1)
+                p = pl_module.logits(x).argmax(1)  # as validation and test scored them
                 preds.append(p.cpu())
                 targets.append(y.cpu())
                 if sum(len(w[0]) for w in wrong) < self.max_images:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from models.complexity import si
+
 from .reporting import leaderboard_figure
 
 SORT_KEY = "val/acc_best"
@@ -71,18 +73,13 @@ def collect(folder: str | Path) -> tuple[list[dict], list[str]]:
     return rows, warnings
 
 
-def _si(n) -> str:
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.2f}{unit}"
-    return f"{n:.0f}"
 
 
 def _cell(key: str, value) -> str:
     if value is None or value == "":
         return "-"
     if key in ("params", "macs"):
-        return _si(value)
+        return si(value)
     if key.endswith("/acc") or key.endswith("acc_best"):
         return f"{100 * value:.2f}%"
     if key == "fit_seconds":

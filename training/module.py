@@ -1,6 +1,7 @@
 """The LightningModule: any ``nn.Module`` classifier + an optimizer and scheduler given as partials."""
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Callable
 
@@ -58,7 +59,8 @@ class ClassificationModule(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.forward_net = torch.compile(self.net) if compile else self.net
+        if compile:
+            self.net.compile()  # in place: the state_dict keeps its keys, so checkpoints stay portable
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -69,14 +71,19 @@ class ClassificationModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.forward_net(x)
+        return self.net(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (N, num_classes); in eval mode with ``tta_flip``, averaged with the
+        mirrored image's (test-time augmentation, as airbench does)."""
+        out = self(x)
+        if self.hparams.tta_flip and not self.training:
+            out = (out + self(x.flip(3))) / 2
+        return out
 
     def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
-        logits = self(x)  # (N, num_classes)
-        if self.hparams.tta_flip and not self.training:
-            # Test-time augmentation: average with the mirrored image's logits (as airbench does).
-            logits = (logits + self(x.flip(3))) / 2
+        logits = self.logits(x)  # (N, num_classes)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hparams.label_smoothing)
         return loss, logits.argmax(1), y
 
@@ -140,7 +147,11 @@ class ClassificationModule(L.LightningModule):
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
-        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("the learning-rate schedule needs a bounded run: set trainer.max_epochs "
+                             "or trainer.max_steps (or scheduler=constant)")
+        per_epoch = max(1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches))
+        total = int(total)
         scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

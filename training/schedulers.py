@@ -63,7 +63,7 @@ def multistep(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int,
     if unit not in ("epoch", "step"):
         raise ValueError(f"unit should be 'epoch' or 'step', got {unit!r}")
     steps = sorted(int(m * (steps_per_epoch if unit == "epoch" else 1)) for m in milestones)
-    warmup = int(round(warmup_epochs * steps_per_epoch))
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
 
     def factor(step: int) -> float:
         ramp = (step + 1) / warmup if step < warmup else 1.0

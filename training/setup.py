@@ -22,12 +22,13 @@ def validate_config(cfg: DictConfig) -> None:
         raise ValueError(f"trainer.max_epochs should be >= 0 (or -1 for no limit), got {epochs}")
 
 
-def resolve_precision(precision) -> str:
-    """``auto``: bf16 mixed precision where the hardware runs it natively (GPUs with bf16, CPUs
-    with AMX or AVX512-BF16), full fp32 elsewhere. Any other value is passed to Lightning as is."""
+def resolve_precision(precision, accelerator: str = "auto") -> str:
+    """``auto``: bf16 mixed precision where the hardware the trainer runs on does it natively
+    (GPUs with bf16, CPUs with AMX or AVX512-BF16), full fp32 elsewhere. Any other value is
+    passed to Lightning as is."""
     if str(precision) != "auto":
         return str(precision)
-    if torch.cuda.is_available():
+    if str(accelerator) in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -38,7 +39,7 @@ def resolve_precision(precision) -> str:
 
 def instantiate_list(group: DictConfig | None, **extra) -> list:
     """Instantiate every entry of a config group holding named objects (callbacks, loggers);
-    ``extra`` keyword arguments go to those entries whose config declares them as ``???``-free keys."""
+    an ``extra`` keyword argument goes to the entries whose config has that key."""
     if not group:
         return []
     objects = []
@@ -63,7 +64,7 @@ def model_hparams(cfg: DictConfig, report) -> dict:
 
 def find_last_checkpoint(cfg: DictConfig) -> str:
     """``ckpt_path``: a file, or ``last``: the newest ``checkpoints/last.ckpt`` under
-    ``paths.log_dir`` written by a run of the same model."""
+    ``paths.log_dir`` written by a run of the same model on the same data set."""
     wanted = str(cfg.ckpt_path)
     if wanted != "last":
         if not Path(wanted).is_file():
@@ -74,9 +75,12 @@ def find_last_checkpoint(cfg: DictConfig) -> str:
     candidates = []
     for ckpt in root.glob("**/checkpoints/last.ckpt"):
         run_cfg = ckpt.parent.parent / "config.yaml"
-        if run_cfg.is_file() and OmegaConf.load(run_cfg).model.get("name") == model:
+        saved = OmegaConf.load(run_cfg) if run_cfg.is_file() else None
+        if saved is not None and saved.model.get("name") == model and \
+                saved.data.get("_target_") == cfg.data.get("_target_"):
             candidates.append(ckpt)
     if not candidates:
-        raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt of model {model!r} under "
+        raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt of model {model!r} on "
+                                f"{cfg.data.get('_target_')} under "
                                 f"{root.resolve()}; give the checkpoint file instead")
     return str(max(candidates, key=lambda p: p.stat().st_mtime))

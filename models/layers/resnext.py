@@ -24,16 +24,21 @@ class ResNeXtBlock(Bottleneck):
     """``y = act(BN(conv1x1(act(BN(conv3x3_s,groups=C(act(BN(conv1x1(x)))))))) + shortcut(x))``
     with ``D = cardinality * bottleneck_width`` channels inside (Xie et al. 2017, form (c)).
 
-    ``width`` sets ``D`` directly (it must be divisible by ``cardinality``); the shortcut is
-    the identity, or a 1x1 conv + norm projection (option "B") when the shape changes.
+    ``width`` sets ``D`` directly (it must be divisible by ``cardinality``; give it or
+    ``bottleneck_width``, default 4, not both). A net's ``width_mult`` scales ``width`` only, so
+    model specs give ``width``. The shortcut is the identity, or a 1x1 conv + norm projection
+    (option "B") when the shape changes.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1,
-                 cardinality: int = 32, bottleneck_width: int = 4, width: int | None = None,
+                 cardinality: int = 32, bottleneck_width: int | None = None, width: int | None = None,
                  dilation: int = 1, shortcut: str = "B", zero_init_residual: bool = False,
                  norm_layer: LayerSpec = "bn", act_layer: LayerSpec = "relu") -> None:
         check_positive("cardinality", cardinality)
+        if width is not None and bottleneck_width is not None:
+            raise ValueError(f"give width ({width}) or bottleneck_width ({bottleneck_width}), not both")
         if width is None:
+            bottleneck_width = 4 if bottleneck_width is None else bottleneck_width
             check_positive("bottleneck_width", bottleneck_width)
             width = cardinality * bottleneck_width
         check_positive("width", width)
