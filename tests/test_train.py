@@ -128,3 +128,14 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val/acc"] >= 0 and "test/acc" in metrics
+
+
+def test_schedule_counts_epochs_in_loader_batches_when_max_steps_ends_the_run(tmp_path):
+    # 4 batches per epoch; the run stops at step 6 of 30 epochs: one warm-up epoch is 4 steps.
+    cfg = compose_train(*TINY, "trainer.max_epochs=30", "+trainer.max_steps=6", "scheduler.warmup_epochs=1",
+                        "test=false", tmp_path=tmp_path)
+    train(cfg)
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    acc.Reload()
+    lr = [e.value for e in sorted(acc.Scalars("lr-SGD/pg1"), key=lambda e: e.step)]
+    assert lr[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
