@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from models.complexity import complexity
+from training.cli import run_or_exit
 from training.evaluation import (accuracy_report, build_datamodule, build_net, load_checkpoint, measure_speed,
                                  model_name, predict, resolve_data_config, resolve_device, run_dir_of)
 from training.leaderboard import collect, write_leaderboard
@@ -169,7 +170,7 @@ def _best_checkpoint(row: dict) -> Path | None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    run_or_exit(evaluate, cfg)
 
 
 if __name__ == "__main__":

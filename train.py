@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from models.complexity import complexity
+from training.cli import ensure_writable, run_or_exit
 from training.evaluation import run_dir_of
 from training.module import ClassificationModule
 from training.setup import (find_last_checkpoint, instantiate_list, model_hparams, resolve_precision,
@@ -30,8 +31,7 @@ def train(cfg: DictConfig) -> dict:
             cfg.paths.output_dir = str(run_dir_of(ckpt_path))
         cfg.trainer.precision = resolve_precision(cfg.trainer.get("precision", "auto"),
                                                   cfg.trainer.get("accelerator", "auto"))
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -76,7 +76,7 @@ def datamodule_info(dm) -> dict:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    metrics = run_or_exit(train, cfg)
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))  # for sweepers
 
 

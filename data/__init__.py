@@ -5,7 +5,7 @@ batches from splits held as uint8 tensors: by default through ``InMemoryLoader``
 the device, batched augmentation, no workers), or a torch DataLoader with ``loader="torch"``.
 """
 from .base import ImageDataModule, channel_stats, split_indices
-from .cifar import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_CLASSES, CIFAR100_MEAN, CIFAR100_STD,
+from .cifar import (CIFAR10_CLASSES, DataUnavailableError, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_CLASSES, CIFAR100_MEAN, CIFAR100_STD,
                     CIFAR10DataModule, CIFAR100DataModule)
 from .folder import FolderDataModule
 from .loader import InMemoryLoader
@@ -13,7 +13,7 @@ from .synthetic import SyntheticDataModule
 from .torch_loader import make_torch_loader
 
 __all__ = [
-    "ImageDataModule", "CIFAR10DataModule", "CIFAR100DataModule", "FolderDataModule", "SyntheticDataModule",
+    "ImageDataModule", "DataUnavailableError", "CIFAR10DataModule", "CIFAR100DataModule", "FolderDataModule", "SyntheticDataModule",
     "InMemoryLoader", "make_torch_loader", "channel_stats", "split_indices",
     "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_CLASSES", "CIFAR100_CLASSES",
 ]

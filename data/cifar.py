@@ -50,6 +50,10 @@ def _socket_timeout(seconds: float):
         socket.setdefaulttimeout(previous)
 
 
+
+class DataUnavailableError(RuntimeError):
+    """The data set is not on disk and could not be downloaded."""
+
 class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10: 50,000 training (``val_size`` of them held out) and 10,000 test 32x32 RGB images.
 
@@ -92,7 +96,7 @@ class CIFAR10DataModule(ImageDataModule):
             with _socket_timeout(DOWNLOAD_TIMEOUT_S):
                 dataset = dataset_class(self.root, train=train, download=self.download)
         except Exception as err:  # URLError, timeouts, checksum errors, "Dataset not found"...
-            raise RuntimeError(self._missing_message(err)) from err
+            raise DataUnavailableError(self._missing_message(err)) from err
         images = torch.as_tensor(dataset.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> (N, 3, 32, 32)
         labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
         self.class_names = list(getattr(dataset, "classes", self.class_names))

@@ -139,3 +139,20 @@ def test_schedule_counts_epochs_in_loader_batches_when_max_steps_ends_the_run(tm
     acc.Reload()
     lr = [e.value for e in sorted(acc.Scalars("lr-SGD/pg1"), key=lambda e: e.step)]
     assert lr[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+
+
+def test_a_user_error_is_one_line_and_exit_status_1(tmp_path):
+    out = _cli([*TINY, "optimizer.lr=-0.1", f"paths.log_dir={tmp_path}"], cwd=tmp_path)
+    env_free = subprocess.run([sys.executable, str(ROOT / "train.py"), *TINY, "optimizer.lr=-0.1",
+                               f"paths.log_dir={tmp_path}"], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"})
+    assert env_free.returncode == 1 and "Traceback" not in env_free.stderr
+    assert "error: optimizer.lr should be > 0, got -0.1" in env_free.stderr
+    assert out.returncode != 0 and "Traceback" in out.stderr  # HYDRA_FULL_ERROR=1 keeps the traceback
+
+
+def test_an_unwritable_output_folder_fails_at_start(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    cfg = compose_train(*TINY, tmp_path=tmp_path / "a_file" / "run")
+    with pytest.raises(PermissionError, match=r"cannot write to the output folder .*a_file/run"):
+        train(cfg)
