@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import hydra
 import lightning as L
@@ -18,7 +17,8 @@ from models.complexity import complexity
 from training.cli import ensure_writable, run_or_exit
 from training.evaluation import run_dir_of
 from training.module import ClassificationModule
-from training.setup import (find_last_checkpoint, instantiate_list, model_hparams, resolve_precision,
+from training.setup import (check_data_fits, check_resume_checkpoint, find_last_checkpoint,
+                            instantiate_checked, instantiate_list, model_hparams, resolve_precision,
                             validate_config)
 
 
@@ -26,6 +26,8 @@ def train(cfg: DictConfig) -> dict:
     """Fit (and test, when the data has a test split); returns the final metrics."""
     validate_config(cfg)
     ckpt_path = find_last_checkpoint(cfg) if cfg.get("ckpt_path") else None
+    # A resume checks its checkpoint (it loads safely, same model) before anything is read or written.
+    resumed = check_resume_checkpoint(cfg, ckpt_path) if ckpt_path is not None else None
     with open_dict(cfg):
         if ckpt_path is not None:  # resume into the same run folder, so the logger run goes on
             cfg.paths.output_dir = str(run_dir_of(ckpt_path))
@@ -34,11 +36,13 @@ def train(cfg: DictConfig) -> dict:
     out = ensure_writable(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = instantiate_checked(cfg.data, "data")
+    check_data_fits(cfg, datamodule, checkpoint_hparams=resumed)  # classes known up front
     # Classes, channels, size and normalisation are known once the data is read: read it now,
     # before the model is built (setup is idempotent; Lightning's own call reuses the splits).
     datamodule.prepare_data()
     datamodule.setup("fit")
+    check_data_fits(cfg, datamodule, checkpoint_hparams=resumed)  # classes known from the files
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg.update(num_classes=datamodule.num_classes, in_chans=datamodule.in_chans)
     net = hydra.utils.instantiate(model_cfg)

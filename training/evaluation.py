@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import pickle
 import re
 import statistics
 import time
@@ -22,7 +21,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from models.serialization import safe_torch_load
+
 from .reporting import confusion_matrix, per_class_accuracy
+from .setup import instantiate_checked
 
 # Dotted names only, no private or dunder parts: ``models.Net``, ``models.net.Net``.
 _TARGET = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
@@ -34,21 +36,7 @@ def load_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict, loaded with ``weights_only=True``; clear errors for a missing,
     truncated, unsafe or foreign file."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} is not a file (give a .ckpt file, e.g. <run>/checkpoints/last.ckpt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # weights_only refuses any pickled global that is not a tensor or plain container
-        found = re.search(r"Unsupported global: [^\n]*", str(err))
-        what = f" ({found.group(0).strip()})" if found else ""
-        raise ValueError(f"{path} is not a safe, valid checkpoint: torch.load(weights_only=True) refused it{what}. "
-                         f"A checkpoint should hold only tensors and plain data; this file was not unpickled") from None
-    except Exception as err:  # zip or EOF errors: truncated, corrupt, or not a torch file at all
-        raise ValueError(f"{path} is not a valid checkpoint (truncated, corrupt or not written by torch.save): "
-                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+    ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ValueError(f"{path} is not a Lightning checkpoint: it has no state_dict")
     hparams = ckpt.get("hyper_parameters")
@@ -163,7 +151,7 @@ def build_datamodule(data_cfg: DictConfig, ckpt: dict, batch_size: int | None = 
             data_cfg.mean, data_cfg.std = list(info["mean"]), list(info["std"])
         if batch_size is not None and "eval_batch_size" in data_cfg:
             data_cfg.eval_batch_size = batch_size
-    dm = hydra.utils.instantiate(data_cfg)
+    dm = instantiate_checked(data_cfg, "data")
     _check_data(dm, ckpt)  # before setup when the data knows its classes up front: fail in seconds
     dm.prepare_data()
     dm.setup("test" if dm.has_test else "validate")

@@ -150,7 +150,7 @@ class ClassificationModule(L.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             raise ValueError("the learning-rate schedule needs a bounded run: set trainer.max_epochs "
-                             "or trainer.max_steps (or scheduler=constant)")
+                             "or trainer.max_steps")
         per_epoch = max(1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches))
         total = int(total)
         scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=per_epoch)
