@@ -156,3 +156,29 @@ def test_an_unwritable_output_folder_fails_at_start(tmp_path):
     cfg = compose_train(*TINY, tmp_path=tmp_path / "a_file" / "run")
     with pytest.raises(PermissionError, match=r"cannot write to the output folder .*a_file/run"):
         train(cfg)
+
+
+class PoisonWeightsInSecondEpoch(L.Callback):
+    """Sets the first conv's weights to NaN at the start of epoch 2, so the next loss is NaN."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            with torch.no_grad():
+                next(pl_module.net.parameters()).fill_(float("nan"))
+
+
+def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = compose_train(*TINY, "trainer.max_epochs=3", "test=false",
+                        "+callbacks.poison._target_=test_train.PoisonWeightsInSecondEpoch", tmp_path=tmp_path)
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss nan at global step 6 \(epoch 1, batch 1\)"):
+        train(cfg)
+    good = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert good["global_step"] == 4 and all(torch.isfinite(v).all() for v in good["state_dict"].values()
+                                            if v.is_floating_point())
+
+
+def test_nan_guard_can_skip_instead(tmp_path):
+    cfg = compose_train(*TINY, "trainer.max_epochs=2", "test=false", "callbacks.nan_guard.skip=true",
+                        "+callbacks.poison._target_=test_train.PoisonWeightsInSecondEpoch", tmp_path=tmp_path)
+    metrics = train(cfg)
+    assert metrics["epochs"] == 2
