@@ -15,7 +15,7 @@ from torch import nn
 
 from ..registry import register_block
 from .arithmetic import same_padding
-from .validate import check_divisible, check_positive
+from .validate import check_channels, check_divisible, check_positive
 
 LayerSpec = Union[str, Callable[..., nn.Module], None]
 
@@ -97,8 +97,7 @@ class ConvNormAct(nn.Sequential):
         norm_layer: LayerSpec = "bn",
         act_layer: LayerSpec = "relu",
     ) -> None:
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_channels(in_channels, out_channels)
         check_positive("kernel_size", kernel_size)
         check_positive("stride", stride)
         check_positive("dilation", dilation)

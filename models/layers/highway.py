@@ -16,7 +16,7 @@ from ..registry import register_block
 from .arithmetic import same_padding
 from .conv import ConvNormAct, LayerSpec
 from .residual import make_shortcut
-from .validate import check_choice, check_positive
+from .validate import check_channels, check_choice, check_positive
 
 
 @register_block("highway")
@@ -34,8 +34,7 @@ class HighwayBlock(nn.Module):
                  kernel_size: int = 3, gate_bias: float = -2.0, carry: str = "project",
                  norm_layer: LayerSpec = "bn", act_layer: LayerSpec = "relu") -> None:
         super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_channels(in_channels, out_channels)
         check_choice("stride", stride, (1, 2))
         check_positive("kernel_size", kernel_size)
         check_choice("carry", carry, ("project", "error"))

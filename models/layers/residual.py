@@ -19,14 +19,13 @@ from torch import nn
 
 from ..registry import register_block
 from .conv import ConvNormAct, LayerSpec, make_act, make_norm
-from .validate import check_choice, check_divisible, check_positive
+from .validate import check_channels, check_choice, check_divisible, check_positive
 
 SHORTCUTS = ("A", "B")
 
 
 def _check_block_args(in_channels: int, out_channels: int, stride: int, dilation: int) -> None:
-    check_positive("in_channels", in_channels)
-    check_positive("out_channels", out_channels)
+    check_channels(in_channels, out_channels)
     check_choice("stride", stride, (1, 2))
     check_positive("dilation", dilation)
 
@@ -41,8 +40,7 @@ class ShortcutA(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_channels(in_channels, out_channels)
         check_positive("stride", stride)
         if out_channels < in_channels:
             raise ValueError(f"shortcut 'A' can only add channels (zero padding), got in_channels="
@@ -88,8 +86,27 @@ def zero_init_last(layer: ConvNormAct) -> None:
         nn.init.zeros_(target.bias)
 
 
+class _PostActResidual(nn.Module):
+    """What BasicBlock and Bottleneck share: ``y = act(branch(x) + shortcut(x))``, and
+    ``zero_init_residual`` zeroing the branch's last ConvNormAct (named by ``_last``)."""
+
+    _last = "conv2"
+
+    def _add_shortcut(self, shortcut: str, norm_layer: LayerSpec, act_layer: LayerSpec,
+                      zero_init_residual: bool) -> None:
+        self.shortcut = make_shortcut(shortcut, self.in_channels, self.out_channels, self.stride, norm_layer)
+        self.act = make_act(act_layer)
+        self.zero_init_residual = zero_init_residual
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """The block's own init rule; ``Net.init_weights`` calls it after its generic one."""
+        if self.zero_init_residual:
+            zero_init_last(getattr(self, self._last))
+
+
 @register_block("basic")
-class BasicBlock(nn.Module):
+class BasicBlock(_PostActResidual):
     """``y = act(BN(conv3x3(act(BN(conv3x3_s(x))))) + shortcut(x))`` (He et al. 2016, fig. 2).
 
     ``stride`` is on the first conv; ``dilation`` on both 3x3 convs (padding ``dilation``, so the
@@ -107,15 +124,7 @@ class BasicBlock(nn.Module):
                                  norm_layer=norm_layer, act_layer=act_layer)
         self.conv2 = ConvNormAct(out_channels, out_channels, 3, dilation=dilation,
                                  norm_layer=norm_layer, act_layer=None)
-        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, norm_layer)
-        self.act = make_act(act_layer)
-        self.zero_init_residual = zero_init_residual
-        self.init_weights()
-
-    def init_weights(self) -> None:
-        """The block's own init rule; ``Net.init_weights`` calls it after its generic one."""
-        if self.zero_init_residual:
-            zero_init_last(self.conv2)
+        self._add_shortcut(shortcut, norm_layer, act_layer, zero_init_residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.conv1(x))  # (N, C_out, H/s, W/s)
@@ -123,7 +132,7 @@ class BasicBlock(nn.Module):
 
 
 @register_block("bottleneck")
-class Bottleneck(nn.Module):
+class Bottleneck(_PostActResidual):
     """``y = act(BN(conv1x1(act(BN(conv3x3_s,g(act(BN(conv1x1(x))))))) + shortcut(x))``.
 
     1x1 reduces to ``width`` (default ``out_channels // expansion``), the 3x3 carries the stride,
@@ -132,6 +141,7 @@ class Bottleneck(nn.Module):
     """
 
     channel_args = ("width",)  # scaled with the net's width_mult, like out_channels
+    _last = "conv3"
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, dilation: int = 1,
                  expansion: int = 4, width: int | None = None, groups: int = 1, shortcut: str = "B",
@@ -152,15 +162,7 @@ class Bottleneck(nn.Module):
         self.conv2 = ConvNormAct(width, width, 3, stride=stride, dilation=dilation, groups=groups,
                                  norm_layer=norm_layer, act_layer=act_layer)
         self.conv3 = ConvNormAct(width, out_channels, 1, norm_layer=norm_layer, act_layer=None)
-        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, norm_layer)
-        self.act = make_act(act_layer)
-        self.zero_init_residual = zero_init_residual
-        self.init_weights()
-
-    def init_weights(self) -> None:
-        """The block's own init rule; ``Net.init_weights`` calls it after its generic one."""
-        if self.zero_init_residual:
-            zero_init_last(self.conv3)
+        self._add_shortcut(shortcut, norm_layer, act_layer, zero_init_residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # (N, width, H, W)

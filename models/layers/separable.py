@@ -15,7 +15,7 @@ from torch import nn
 
 from ..registry import register_block
 from .conv import ConvNormAct, LayerSpec, make_act, make_norm
-from .validate import check_choice, check_positive
+from .validate import check_channels, check_choice, check_positive
 
 
 def _is_linear(norm_layer: LayerSpec, act_layer: LayerSpec) -> bool:
@@ -46,8 +46,7 @@ class DepthwiseSeparableConv(nn.Module):
         act_layer: LayerSpec = "relu",
     ) -> None:
         super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_channels(in_channels, out_channels)
         check_positive("stride", stride)
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.depthwise = ConvNormAct(in_channels, in_channels, kernel_size, stride=stride, dilation=dilation,
@@ -84,8 +83,7 @@ class InvertedResidual(nn.Module):
         act_layer: LayerSpec = "relu6",
     ) -> None:
         super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_channels(in_channels, out_channels)
         check_choice("stride", stride, (1, 2))
         check_positive("expansion", expansion)
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride

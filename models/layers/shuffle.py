@@ -12,7 +12,7 @@ from torch import nn
 
 from ..registry import register_block
 from .conv import ConvNormAct, LayerSpec, make_act
-from .validate import check_choice, check_divisible, check_positive
+from .validate import check_channels, check_choice, check_divisible, check_positive
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -70,8 +70,7 @@ class ShuffleUnit(nn.Module):
         act_layer: LayerSpec = "relu",
     ) -> None:
         super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_channels(in_channels, out_channels)
         check_choice("stride", stride, (1, 2))
         check_positive("groups", groups)
         if not bottleneck_ratio > 0:
@@ -139,8 +138,7 @@ class ShuffleV2Unit(nn.Module):
         act_layer: LayerSpec = "relu",
     ) -> None:
         super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_channels(in_channels, out_channels)
         check_choice("stride", stride, (1, 2))
         if out_channels % 2:
             raise ValueError(f"ShuffleV2Unit splits its output into two halves, so out_channels "

@@ -21,7 +21,7 @@ from torch import nn
 from ..registry import register_block
 from .arithmetic import effective_kernel_size
 from .conv import ConvNormAct, LayerSpec, make_act, make_norm
-from .validate import check_choice, check_positive
+from .validate import check_channels, check_choice, check_positive
 
 
 def transposed_padding(kernel_size: int, stride: int) -> tuple[int, int]:
@@ -63,8 +63,7 @@ class TransposedConvUp(nn.Sequential):
         norm_layer: LayerSpec = "bn",
         act_layer: LayerSpec = "relu",
     ) -> None:
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_channels(in_channels, out_channels)
         check_positive("stride", stride)
         if kernel_size is None:
             kernel_size = 2 * stride if stride > 1 else 3
@@ -114,8 +113,7 @@ class ResizeConvUp(nn.Sequential):
         norm_layer: LayerSpec = "bn",
         act_layer: LayerSpec = "relu",
     ) -> None:
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_channels(in_channels, out_channels)
         if scale_factor is not None and stride is not None and scale_factor != stride:
             raise ValueError(f"scale_factor={scale_factor} and stride={stride} disagree; "
                              "they name the same upsampling factor, pass one")

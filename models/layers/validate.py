@@ -16,6 +16,12 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> None:
             raise ValueError(f"{name} should be an integer {bound}, got {value!r}")
 
 
+def check_channels(in_channels, out_channels) -> None:
+    """Raise ``ValueError`` unless both channel counts are integers >= 1."""
+    check_positive("in_channels", in_channels)
+    check_positive("out_channels", out_channels)
+
+
 def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
     """Raise ``ValueError`` unless ``by`` divides ``value``."""
     if value % by:
