@@ -162,6 +162,16 @@ class ImageDataModule(L.LightningDataModule):
     def _no_test_message(self) -> str:
         return f"data set {self.name!r} has no test split; evaluate on its validation split instead"
 
+    def sample_train_images(self, count: int) -> Tensor:
+        """The first ``count`` training images, normalised float32 (count, C, H, W), unaugmented:
+        the same on every rank (data-dependent initialisation such as patch whitening)."""
+        check_positive("count", count)
+        self.setup("fit")
+        images = self._train[0][:count].float().div_(255.0)
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (images - mean) / std
+
     # ---- loaders ------------------------------------------------------------------------------
     def resolved_device(self) -> torch.device:
         """``device`` as a torch.device: "auto" follows the attached trainer, "cuda" the current GPU."""

@@ -9,7 +9,7 @@ An architecture is data (a YAML file in ``configs/model/``)::
           - {block: inception, ch1x1: 64, ch3x3_reduce: 96, ch3x3: 128, ...}
           - {block: pool, mode: max, kernel_size: 3, stride: 2}
     final:  [{block: norm_act}]             # optional layers after the last stage
-    head:   {dropout: 0.0}                  # global average pool -> dropout -> linear
+    head:   {dropout: 0.0, pool: avg}       # global avg (or max) pool -> dropout -> linear
 
 Every block is built as ``Block(in_channels, out_channels, stride=s, **args)``; keys other than
 ``block``, ``out_channels``, ``in_channels``, ``stride``, ``num_blocks`` and ``scale`` are the
@@ -86,8 +86,11 @@ class Net(nn.Module):
         self.drop_rate = float(head.pop("dropout", 0.0))
         if not 0.0 <= self.drop_rate < 1.0:
             raise ValueError(f"head dropout should be in [0, 1), got {self.drop_rate}")
+        self.pool_type = head.pop("pool", "avg")
+        if self.pool_type not in ("avg", "max"):
+            raise ValueError(f"head pool should be 'avg' or 'max', got {self.pool_type!r}")
         if head:
-            raise ValueError(f"unknown head keys {sorted(head)}; the head takes: dropout")
+            raise ValueError(f"unknown head keys {sorted(head)}; the head takes: dropout, pool")
         if not stages:
             raise ValueError("a model spec needs at least one stage")
 
@@ -103,7 +106,8 @@ class Net(nn.Module):
             self.feature_info.append({"num_chs": channels, "reduction": reduction, "module": f"stages.{i}"})
         self.final, channels = self._build_seq(final, channels, "final")
         self.num_features = channels
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        # global average pooling, or global max pooling as in airbench (Jordan 2024)
+        self.global_pool = nn.AdaptiveAvgPool2d(1) if self.pool_type == "avg" else nn.AdaptiveMaxPool2d(1)
         self.head_drop = nn.Dropout(self.drop_rate)
         self.fc = nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity()
         self.init_weights()

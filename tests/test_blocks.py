@@ -17,6 +17,7 @@ EXAMPLES = {
     "basic": (16, 32, dict(stride=2, shortcut="A")),
     "bottleneck": (16, 32, dict(stride=2)),
     "conv": (16, 32, dict(stride=2, dilation=2)),
+    "conv_pool": (16, 32, dict(stride=2)),
     "dwsep": (16, 32, dict(stride=2)),
     "flattened": (16, 32, {}),
     "highway": (16, 16, {}),
@@ -32,6 +33,7 @@ EXAMPLES = {
     "shuffle_v2": (16, 32, dict(stride=2)),
     "spatial_sep": (16, 32, {}),
     "transposed_up": (16, 8, {}),
+    "whiten": (3, None, dict(kernel_size=2)),
 }
 
 

@@ -87,7 +87,8 @@ def test_features_follow_stage_strides(name):
     assert len(feats) == len(model.feature_info) == len(model.stages)
     for f, info in zip(feats, model.feature_info):
         assert f.shape[1] == info["num_chs"]
-        assert f.shape[-1] == 32 // info["reduction"]
+        # within one pixel: an unpadded layer (fastnet's 2x2 whitening, 32 -> 31) floors the sizes
+        assert 0 <= 32 / info["reduction"] - f.shape[-1] <= 1, (f.shape, info)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -12,6 +12,8 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from models.layers.whitening import PatchWhitening, fit_whitening
+
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
@@ -45,6 +47,7 @@ class ClassificationModule(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         tta_flip: bool = False,
+        whitening_images: int = 5000,
         model_cfg: dict | None = None,
         data_info: dict | None = None,
     ) -> None:
@@ -57,6 +60,7 @@ class ClassificationModule(L.LightningModule):
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.channels_last = channels_last
+        self.whitening_images = whitening_images
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         if compile:
@@ -86,6 +90,21 @@ class ClassificationModule(L.LightningModule):
         logits = self.logits(x)  # (N, num_classes)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hparams.label_smoothing)
         return loss, logits.argmax(1), y
+
+    def on_fit_start(self) -> None:
+        # Data-dependent layers (patch whitening) are fitted once, before the first step, from
+        # training images that are the same on every rank; a resumed run has them in its
+        # checkpoint (restored before this hook) and keeps them.
+        pending = [m for m in self.net.modules() if isinstance(m, PatchWhitening) and not bool(m.fitted)]
+        if not pending:
+            return
+        dm = self.trainer.datamodule
+        if dm is None or not callable(getattr(dm, "sample_train_images", None)):
+            raise ValueError("the model has a patch-whitening layer, which is fitted from the training "
+                             "images: train it with one of the data modules of data/ (they provide "
+                             "sample_train_images)")
+        images = dm.sample_train_images(self.whitening_images).to(self.device)
+        fit_whitening(self.net, images)
 
     def on_train_epoch_start(self) -> None:
         # Loaders that shuffle per epoch (InMemoryLoader) get the trainer's epoch, which after a

@@ -3,6 +3,7 @@ block name that model specs can use (``models.registry.list_blocks()``)."""
 from .arithmetic import (ReceptiveField, conv_output_size, conv_transpose_output_size,
                          effective_kernel_size, pool_output_size, receptive_field, same_padding)
 from .conv import ConvNormAct, NormAct, make_act, make_norm
+from .convpool import ConvPoolBlock
 from .highway import HighwayBlock
 from .inception import InceptionBlock
 from .pooling import GlobalAvgPool2d, Pool2d
@@ -13,11 +14,12 @@ from .separable import DepthwiseSeparableConv, FlattenedConv, InvertedResidual, 
 from .shuffle import ChannelShuffle, ShuffleUnit, ShuffleV2Unit, channel_shuffle
 from .textcnn import TextCNN
 from .upsample import ResizeConvUp, TransposedConvUp, checkerboard_score
+from .whitening import PatchWhitening, fit_whitening
 
 __all__ = [
     "ReceptiveField", "conv_output_size", "conv_transpose_output_size", "effective_kernel_size",
     "pool_output_size", "receptive_field", "same_padding",
-    "ConvNormAct", "NormAct", "make_act", "make_norm",
+    "ConvNormAct", "ConvPoolBlock", "NormAct", "make_act", "make_norm", "PatchWhitening", "fit_whitening",
     "HighwayBlock", "InceptionBlock", "GlobalAvgPool2d", "Pool2d", "conv2d_im2col", "conv_matrix",
     "BasicBlock", "Bottleneck", "PlainBlock", "PreActBlock", "ShortcutA", "make_shortcut",
     "ResNeXtBlock", "DepthwiseSeparableConv", "FlattenedConv", "InvertedResidual",

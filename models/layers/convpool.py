@@ -1,0 +1,38 @@
+"""The VGG-style group of the fast CIFAR trainers: conv -> max-pool -> norm -> act -> conv -> norm -> act.
+
+Page (2018, "How to train your ResNet", the DAWNBench ResNet-9) and Jordan (2024, airbench) build
+their networks from this group. Pooling right after the first conv, before its norm and
+activation, runs the norm and activation on 4x fewer pixels; for a max-pool it changes the
+result only where the norm's scale is negative. Cost per image: ``H W 9 C_in C_out`` for the
+first conv plus ``(H/s)(W/s) 9 C_out^2`` for the second (``s`` = pool stride).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import register_block
+from .conv import LayerSpec, make_act, make_norm
+from .validate import check_channels, check_positive
+
+
+@register_block("conv_pool")
+class ConvPoolBlock(nn.Module):
+    """Two 3x3 convs with a ``stride`` x ``stride`` max-pool after the first (none at stride 1)."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int = 2,
+                 norm_layer: LayerSpec = "bn", act_layer: LayerSpec = "gelu") -> None:
+        super().__init__()
+        check_channels(in_channels, out_channels)
+        check_positive("stride", stride)
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.norm1, self.act1 = make_norm(norm_layer, out_channels), make_act(act_layer)
+        self.norm2, self.act2 = make_norm(norm_layer, out_channels), make_act(act_layer)
+        bias = isinstance(self.norm1, nn.Identity)  # a norm's shift makes a conv bias redundant
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
+        self.pool = nn.MaxPool2d(stride) if stride > 1 else nn.Identity()
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act1(self.norm1(self.pool(self.conv1(x))))  # (N, C_out, H / s, W / s)
+        return self.act2(self.norm2(self.conv2(x)))          # (N, C_out, H / s, W / s)

@@ -1,0 +1,86 @@
+"""The fast recipe's pieces: patch whitening, the conv-pool group, the max-pool head, and
+``experiment=fast`` fitting the whitening from the data before the first step."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from models import ConvPoolBlock, Net, PatchWhitening, create_model, fit_whitening
+from test_configs import compose_train
+from test_train import TINY
+from train import train
+
+
+def correlated_images(n=256, size=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 1, size, size, generator=g)
+    # strongly correlated channels and neighbouring pixels: far from white
+    smooth = nn.functional.avg_pool2d(base, 3, stride=1, padding=1)
+    return torch.cat([smooth, 0.5 * smooth + 0.1 * torch.randn(n, 1, size, size, generator=g),
+                      torch.randn(n, 1, size, size, generator=g)], 1)
+
+
+def test_whitening_decorrelates_patches():
+    x = correlated_images()
+    layer = PatchWhitening(3, act_layer=None, eps=1e-6)
+    layer.fit(x)
+    y = layer(x)[:, :12] - layer.bias[:12, None, None]          # the first half: +W
+    flat = y.permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = torch.cov(flat.T)
+    assert torch.allclose(cov, torch.eye(12), atol=0.05), cov.diag()
+    assert torch.equal(layer.weight[12:], -layer.weight[:12])
+    assert bool(layer.fitted) and layer.out_channels == 24
+
+
+def test_whitening_shapes_errors_and_state():
+    layer = PatchWhitening(3, kernel_size=2)
+    assert layer(torch.randn(2, 3, 32, 32)).shape == (2, 24, 31, 31)
+    assert "weight" in layer.state_dict() and "fitted" in layer.state_dict()
+    assert [n for n, _ in layer.named_parameters()] == ["bias"]  # filters are data statistics, not learned
+    with pytest.raises(ValueError, match="2 \\* 12 = 24.*got 32"):
+        PatchWhitening(3, 32)
+    with pytest.raises(ValueError, match="eps should be > 0"):
+        PatchWhitening(3, eps=0.0)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\), got \(4, 1, 8, 8\)"):
+        layer.fit(torch.randn(4, 1, 8, 8))
+
+
+def test_fit_whitening_fits_once_and_sees_the_layer_input():
+    net = create_model("fastnet")
+    x = torch.randn(64, 3, 32, 32)
+    assert fit_whitening(net, x) == 1
+    fitted = net.stem[0].weight.clone()
+    assert fit_whitening(net, 2 * x) == 0                       # a resumed run keeps its filters
+    assert torch.equal(net.stem[0].weight, fitted)
+    fresh = create_model("fastnet")
+    fresh.load_state_dict(net.state_dict())                     # filters and flag travel in checkpoints
+    assert bool(fresh.stem[0].fitted) and torch.equal(fresh.stem[0].weight, fitted)
+
+
+@pytest.mark.parametrize("stride, size", [(2, 8), (1, 16)])
+def test_conv_pool_block(stride, size):
+    block = ConvPoolBlock(8, 16, stride=stride)
+    y = block(torch.randn(2, 8, 16, 16))
+    assert y.shape == (2, 16, size, size) and block.stride == stride
+    assert block.conv1.bias is None and ConvPoolBlock(8, 16, norm_layer=None).conv1.bias is not None
+
+
+def test_head_pool_choice():
+    spec = [{"block": "conv", "out_channels": 8}]
+    net = Net(spec, head={"pool": "max"})
+    assert isinstance(net.global_pool, nn.AdaptiveMaxPool2d)
+    with pytest.raises(ValueError, match="head pool should be 'avg' or 'max', got 'min'"):
+        Net(spec, head={"pool": "min"})
+
+
+def test_experiment_fast_fits_whitening_before_training(tmp_path):
+    cfg = compose_train(*TINY, "experiment=fast", "data.batch_size=32", "trainer.max_epochs=1",
+                        "scheduler.warmup_epochs=0", tmp_path=tmp_path)
+    assert cfg.model.name == "fastnet" and cfg.module.label_smoothing == 0.2
+    metrics = train(cfg)
+    assert metrics["model"] == "fastnet" and 0.0 <= metrics["val/acc"] <= 1.0
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert bool(state["net.stem.0.fitted"])
+    weight = state["net.stem.0.weight"]
+    assert torch.equal(weight[12:], -weight[:12])               # set by fit(), not the random init
