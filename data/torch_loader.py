@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from .augment import cutout_
@@ -43,6 +43,25 @@ class TensorImageDataset(Dataset):
         return (self.transform(image) if self.transform is not None else image), self.labels[i]
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation of ``range(num_samples)`` seeded by ``seed + epoch``; Lightning calls
+    ``set_epoch`` before every epoch (after a resume too), so a resumed run visits the samples in
+    the same order as an uninterrupted one (a RandomSampler's generator would restart instead)."""
+
+    def __init__(self, num_samples: int, seed: int = 0):
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+
 def build_transform(image_size: tuple[int, int], mean: Sequence[float], std: Sequence[float], *,
                     crop_padding: int = 0, flip: bool = False, cutout: int = 0) -> v2.Compose:
     steps = []
@@ -62,6 +81,7 @@ def make_torch_loader(images: Tensor, labels: Tensor, *, batch_size: int, shuffl
     """A standard DataLoader over ``images``/``labels`` with v2 transforms in ``num_workers`` processes."""
     transform = build_transform(tuple(images.shape[2:]), mean, std, crop_padding=crop_padding, flip=flip,
                                 cutout=cutout)
-    return DataLoader(TensorImageDataset(images, labels, transform), batch_size=batch_size, shuffle=shuffle,
+    sampler = EpochShuffleSampler(images.shape[0], seed) if shuffle else None
+    return DataLoader(TensorImageDataset(images, labels, transform), batch_size=batch_size, sampler=sampler,
                       drop_last=drop_last, num_workers=num_workers, persistent_workers=num_workers > 0,
                       pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))

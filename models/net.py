@@ -9,7 +9,7 @@ An architecture is data (a YAML file in ``configs/model/``)::
           - {block: inception, ch1x1: 64, ch3x3_reduce: 96, ch3x3: 128, ...}
           - {block: pool, mode: max, kernel_size: 3, stride: 2}
     final:  [{block: norm_act}]             # optional layers after the last stage
-    head:   {dropout: 0.0, pool: avg}       # global avg (or max) pool -> dropout -> linear
+    head:   {dropout: 0.0, pool: avg}       # global avg (or max) pool -> dropout -> linear (x logit_scale)
 
 Every block is built as ``Block(in_channels, out_channels, stride=s, **args)``; keys other than
 ``block``, ``out_channels``, ``in_channels``, ``stride``, ``num_blocks`` and ``scale`` are the
@@ -89,8 +89,13 @@ class Net(nn.Module):
         self.pool_type = head.pop("pool", "avg")
         if self.pool_type not in ("avg", "max"):
             raise ValueError(f"head pool should be 'avg' or 'max', got {self.pool_type!r}")
+        # a constant factor on the logits: Page (2018)'s DAWNBench ResNet-9 multiplies them by
+        # 0.125, which keeps max-pooled features from making the early logits overconfident
+        self.logit_scale = float(head.pop("logit_scale", 1.0))
+        if not self.logit_scale > 0:
+            raise ValueError(f"head logit_scale should be > 0, got {self.logit_scale}")
         if head:
-            raise ValueError(f"unknown head keys {sorted(head)}; the head takes: dropout, pool")
+            raise ValueError(f"unknown head keys {sorted(head)}; the head takes: dropout, pool, logit_scale")
         if not stages:
             raise ValueError("a model spec needs at least one stage")
 
@@ -200,7 +205,10 @@ class Net(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(x).flatten(1)  # (N, num_features)
         x = self.head_drop(x)
-        return x if pre_logits else self.fc(x)  # (N, num_classes)
+        if pre_logits:
+            return x
+        x = self.fc(x)  # (N, num_classes)
+        return x * self.logit_scale if self.logit_scale != 1.0 else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

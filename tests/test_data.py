@@ -255,6 +255,16 @@ def test_torch_loader_matches_in_memory_loader():
     assert (xs == 0).any() and not torch.equal(xs, position_images(30, 6, 6).expand(30, 3, 6, 6) / 255)
 
 
+def test_epoch_shuffle_sampler_is_a_function_of_seed_and_epoch():
+    from data.torch_loader import EpochShuffleSampler
+    a, b = EpochShuffleSampler(50, seed=3), EpochShuffleSampler(50, seed=3)
+    first = list(a)
+    assert sorted(first) == list(range(50)) and list(a) == first  # same epoch, same order
+    a.set_epoch(1)
+    b.set_epoch(1)
+    assert list(a) == list(b) != first                             # a resumed process agrees
+
+
 def test_datamodule_torch_loader_option():
     dm = SyntheticDataModule(num_samples=40, val_size=8, batch_size=8, loader="torch", num_workers=0)
     x, y = next(iter(dm.train_dataloader()))

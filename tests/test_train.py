@@ -82,8 +82,10 @@ class StopAfterFirstEpoch(L.Callback):
         trainer.should_stop = True
 
 
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    common = [*TINY, "test=false", "trainer.deterministic=true", "model.head.dropout=0.2", "trainer.max_epochs=2"]
+@pytest.mark.parametrize("loader", ["memory", "torch"])
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, loader):
+    common = [*TINY, "test=false", "trainer.deterministic=true", "model.head.dropout=0.2", "trainer.max_epochs=2",
+              f"data.loader={loader}", "data.num_workers=0"]
     straight = train(compose_train(*common, tmp_path=tmp_path / "straight"))
     train(compose_train(*common, "+callbacks.stop._target_=test_train.StopAfterFirstEpoch", tmp_path=tmp_path / "split"))
     resumed_cfg = compose_train(*common, "ckpt_path=last", tmp_path=tmp_path / "other")
