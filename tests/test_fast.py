@@ -66,6 +66,41 @@ def test_conv_pool_block(stride, size):
     assert block.conv1.bias is None and ConvPoolBlock(8, 16, norm_layer=None).conv1.bias is not None
 
 
+def test_conv_pool_airbench_switches():
+    block = ConvPoolBlock(4, 8, identity_init=True, norm_momentum=0.4, learn_norm_scale=False)
+    block.init_weights()
+    x = torch.randn(1, 4, 6, 6)
+    first = nn.functional.conv2d(x, block.conv1.weight, padding=1)
+    assert torch.equal(first[:, :4], x)                       # the first C_in filters pass their channel
+    assert block.norm1.momentum == 0.4 and not block.norm1.weight.requires_grad and block.norm1.bias.requires_grad
+    with pytest.raises(ValueError, match="norm_momentum should be in \\(0, 1\\].*got 1.5"):
+        ConvPoolBlock(4, 8, norm_momentum=1.5)
+
+
+def test_lookahead_pulls_weights_to_the_slow_copy_and_resumes():
+    from training.lookahead import Lookahead
+
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(2, 2)
+
+    module, callback = Holder(), Lookahead(every=1, start_epoch=0, base_decay=0.5, power=1.0)
+    trainer = type("T", (), {"global_step": 5, "current_epoch": 0, "estimated_stepping_batches": 10})()
+    callback.on_train_batch_end(trainer, module, None, None, 0)     # first call: takes the slow copy
+    slow = module.net.weight.detach().clone()
+    with torch.no_grad():
+        module.net.weight.add_(1.0)
+    callback.on_train_batch_end(trainer, module, None, None, 0)     # decay 0.5 * (5/10) = 0.25
+    assert torch.allclose(module.net.weight, slow + 0.75)
+    assert torch.equal(callback.slow["weight"], module.net.weight)
+    restored = Lookahead()
+    restored.load_state_dict(callback.state_dict())
+    assert torch.equal(restored.slow["weight"], callback.slow["weight"])
+    with pytest.raises(ValueError, match="base_decay should be in \\[0, 1\\), got 1.0"):
+        Lookahead(base_decay=1.0)
+
+
 def test_head_pool_choice():
     spec = [{"block": "conv", "out_channels": 8}]
     net = Net(spec, head={"pool": "max"})
@@ -78,9 +113,12 @@ def test_experiment_fast_fits_whitening_before_training(tmp_path):
     cfg = compose_train(*TINY, "experiment=fast", "data.batch_size=32", "trainer.max_epochs=1",
                         "scheduler.warmup_epochs=0", tmp_path=tmp_path)
     assert cfg.model.name == "fastnet" and cfg.module.label_smoothing == 0.2
+    cfg.callbacks.lookahead.start_epoch = 0
     metrics = train(cfg)
     assert metrics["model"] == "fastnet" and 0.0 <= metrics["val/acc"] <= 1.0
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert bool(state["net.stem.0.fitted"])
     weight = state["net.stem.0.weight"]
     assert torch.equal(weight[12:], -weight[:12])               # set by fit(), not the random init
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert any("Lookahead" in key for key in ckpt["callbacks"])  # its slow weights resume with the run

@@ -62,3 +62,21 @@ def test_norms_and_biases_get_no_weight_decay():
     assert len(no_decay["params"]) == 4  # conv bias, BN weight and bias, linear bias
     (everything,) = param_groups(net, 5e-4, exclude_norm_bias=False)
     assert len(everything["params"]) == 6
+
+
+def test_norm_bias_lr_scale_gets_its_own_group():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    decay, no_decay, norm_bias = param_groups(net, 5e-4, True, lr=0.5, norm_bias_lr_scale=64.0)
+    assert norm_bias["lr"] == 32.0 and norm_bias["weight_decay"] == 0.0
+    assert [id(p) for p in norm_bias["params"]] == [id(net[1].bias)]
+    assert len(no_decay["params"]) == 3 and "lr" not in decay  # conv bias, BN weight, linear bias
+    with pytest.raises(ValueError, match="needs the optimizer's lr"):
+        param_groups(net, 5e-4, True, norm_bias_lr_scale=2.0)
+
+
+def test_linear_schedule_starts_from_start_lr_ratio():
+    lr = lrs(schedulers.linear, total=100, per_epoch=10, warmup_epochs=2, start_lr_ratio=0.2, min_lr_ratio=0.07)
+    assert lr[0] == pytest.approx(0.2 + 0.8 / 20) and lr[19] == pytest.approx(1.0)
+    assert lr[-1] == pytest.approx(0.07 + 0.93 / 80)
+    with pytest.raises(ValueError, match="start_lr_ratio should be in \\[0, 1\\], got 1.5"):
+        lrs(schedulers.linear, start_lr_ratio=1.5)

@@ -17,18 +17,31 @@ from models.layers.whitening import PatchWhitening, fit_whitening
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
-def param_groups(net: nn.Module, weight_decay: float, exclude_norm_bias: bool) -> list[dict]:
+def param_groups(net: nn.Module, weight_decay: float, exclude_norm_bias: bool, lr: float | None = None,
+                 norm_bias_lr_scale: float = 1.0) -> list[dict]:
     """Two groups: decayed weights, and norm parameters and biases with no weight decay
-    (excluding them is a common CIFAR trick, e.g. in the "bag of tricks" of He et al. 2019)."""
-    if not exclude_norm_bias:
-        return [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    decay, no_decay = [], []
+    (excluding them is a common CIFAR trick, e.g. in the "bag of tricks" of He et al. 2019).
+    With ``norm_bias_lr_scale != 1`` the norms' shifts get their own group at that multiple of
+    ``lr`` (airbench trains BatchNorm biases 64x faster)."""
+    if norm_bias_lr_scale != 1.0 and lr is None:
+        raise ValueError("norm_bias_lr_scale needs the optimizer's lr (optimizer.lr)")
+    decay, no_decay, norm_bias = [], [], []
     for module in net.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
-            (no_decay if isinstance(module, NORM_TYPES) or name == "bias" else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            if norm_bias_lr_scale != 1.0 and isinstance(module, NORM_TYPES) and name == "bias":
+                norm_bias.append(p)
+            elif exclude_norm_bias and (isinstance(module, NORM_TYPES) or name == "bias"):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if norm_bias:
+        groups.append({"params": norm_bias, "weight_decay": 0.0, "lr": lr * norm_bias_lr_scale})
+    return groups
 
 
 class ClassificationModule(L.LightningModule):
@@ -48,10 +61,13 @@ class ClassificationModule(L.LightningModule):
         compile: bool = False,
         tta_flip: bool = False,
         whitening_images: int = 5000,
+        norm_bias_lr_scale: float = 1.0,
         model_cfg: dict | None = None,
         data_info: dict | None = None,
     ) -> None:
         super().__init__()
+        if not norm_bias_lr_scale > 0:
+            raise ValueError(f"norm_bias_lr_scale should be > 0, got {norm_bias_lr_scale}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing should be in [0, 1), got {label_smoothing}")
         # The net is saved by its config (``model_cfg``, plain data) so a checkpoint can be read
@@ -161,8 +177,9 @@ class ClassificationModule(L.LightningModule):
 
     def configure_optimizers(self):
         # weight_decay is the optimizer config's (optimizer.weight_decay=...); it is applied per group.
-        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
-        groups = param_groups(self.net, weight_decay, self.hparams.exclude_norm_bias_from_wd)
+        keywords = getattr(self.optimizer_factory, "keywords", {})
+        groups = param_groups(self.net, keywords.get("weight_decay", 0.0), self.hparams.exclude_norm_bias_from_wd,
+                              keywords.get("lr"), self.hparams.norm_bias_lr_scale)
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer

@@ -42,13 +42,16 @@ def cosine(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, warm
 
 
 def linear(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
-           min_lr_ratio: float = 0.0) -> LRScheduler:
-    """Linear warm-up, then linear decay to ``min_lr_ratio * lr`` (the airbench-style schedule)."""
+           min_lr_ratio: float = 0.0, start_lr_ratio: float = 0.0) -> LRScheduler:
+    """Linear warm-up from ``start_lr_ratio * lr``, then linear decay to ``min_lr_ratio * lr``
+    (airbench's triangle: 0.2 -> 1 -> 0.07)."""
     warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
+    if not 0.0 <= start_lr_ratio <= 1.0:
+        raise ValueError(f"start_lr_ratio should be in [0, 1], got {start_lr_ratio}")
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return start_lr_ratio + (1 - start_lr_ratio) * (step + 1) / warmup
         t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
         return 1 - (1 - min_lr_ratio) * t
 
