@@ -24,6 +24,13 @@ from training.setup import (check_data_fits, check_resume_checkpoint, find_last_
 
 def train(cfg: DictConfig) -> dict:
     """Fit (and test, when the data has a test split); returns the final metrics."""
+    task = cfg.get("task", "classification")
+    if task == "autoencoder":  # experiment=checkerboard
+        from training.autoencoder import train_autoencoder  # imported only when asked for
+
+        return train_autoencoder(cfg)
+    if task != "classification":
+        raise ValueError(f"task should be classification or autoencoder, got {task!r}")
     validate_config(cfg)
     ckpt_path = find_last_checkpoint(cfg) if cfg.get("ckpt_path") else None
     # A resume checks its checkpoint (it loads safely, same model) before anything is read or written.
