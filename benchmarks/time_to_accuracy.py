@@ -26,6 +26,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages are importable
 SHARED = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
 
 
