@@ -6,6 +6,8 @@ std) and builds the loaders: the fast InMemoryLoader by default, or a torch Data
 """
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 
 import lightning as L
@@ -45,6 +47,18 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
         means.append(mean.item() / 255.0)
         stds.append(var.sqrt().item() / 255.0)
     return tuple(means), tuple(stds)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device`` (host RAM for the CPU), or None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu" and hasattr(os, "sysconf"):
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return None
+    return None
 
 
 def _floats(values: Sequence[float] | None) -> tuple[float, ...] | None:
@@ -189,7 +203,21 @@ class ImageDataModule(L.LightningDataModule):
         augment = dict(crop_padding=self.crop_padding, flip=self.flip, cutout=self.cutout) if train else {}
         batch_size = self.batch_size if train else self.eval_batch_size
         drop_last = self.drop_last and train
-        if self.loader == "torch":
+        loader = self.loader
+        if loader == "memory":
+            # The in-memory loader is the default wherever the split fits: it keeps a padded copy on
+            # the device; beyond half the free memory there, fall back to worker processes.
+            device = self.resolved_device()
+            n, c, h, w = images.shape
+            pad = self.crop_padding if train else 0
+            padded = n * c * (h + 2 * pad) * (w + 2 * pad)  # uint8 bytes
+            free = available_memory(device)
+            if free is not None and padded > free // 2:
+                warnings.warn(f"{self.name}: the {'training' if train else 'evaluation'} split needs "
+                              f"{padded / 2**30:.1f} GiB on {device} but only {free / 2**30:.1f} GiB are free; "
+                              f"using data.loader=torch (worker processes) instead", stacklevel=2)
+                loader = "torch"
+        if loader == "torch":
             return make_torch_loader(images, labels, batch_size=batch_size, shuffle=train, drop_last=drop_last,
                                      mean=self.mean, std=self.std, num_workers=self.num_workers, seed=self.seed,
                                      pin_memory=torch.cuda.is_available(), **augment)
