@@ -1,0 +1,1 @@
+"""Speed benchmarks: ``python benchmarks/speed.py --help``. They print tables; they assert nothing."""

@@ -1,0 +1,209 @@
+"""The studies of issue 7: the new model configs keep the relations the studies rely on, the
+highway gate monitor logs one scalar per block, and the report command turns sweeps into tables
+and plots (fake sweeps written with TensorBoard's SummaryWriter, and one real tiny run)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
+
+from models import create_model
+from models.complexity import complexity
+from models.layers.highway import HighwayBlock
+from models.layers.pooling import Pool2d
+from models.registry import model_config
+from test_configs import CONFIG_DIR, compose_train
+from test_train import TINY
+from train import train
+from training.callbacks import HighwayGateMonitor
+from training.studies import main, report
+
+EFF = ["eff_standard", "eff_separable", "eff_grouped", "eff_shuffle"]
+STUDY_EXPERIMENTS = ["degradation", "highway", "efficiency", "dilation", "pooling"]
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def block_macs(report, prefix: str) -> int:
+    return sum(r.macs for r in report.rows if r.name.startswith(prefix))
+
+
+def test_efficiency_forms_share_the_skeleton_and_cost_what_the_notes_say():
+    nets = {n: create_model(n) for n in EFF}
+    reports = {n: complexity(net) for n, net in nets.items()}
+    assert all(net.feature_info == nets["eff_standard"].feature_info for net in nets.values())
+    std, sep, grp = (reports[n] for n in EFF[:3])
+    shared = block_macs(std, "stem.") + block_macs(std, "fc")
+    assert all(block_macs(r, "stem.") + block_macs(r, "fc") == shared for r in reports.values())
+    # Grouped with g = 4: exactly a quarter of every conv after the stem, weights and MACs alike.
+    assert 4 * (grp.total_macs - shared) == std.total_macs - shared
+    stem_fc = n_params(nets["eff_standard"].stem) + n_params(nets["eff_standard"].fc)
+    conv_w = [sum(m.weight.numel() for m in nets[n].stages.modules() if isinstance(m, torch.nn.Conv2d))
+              for n in ("eff_standard", "eff_grouped")]
+    assert 4 * conv_w[1] == conv_w[0] and n_params(nets["eff_grouped"]) > stem_fc
+    # Depthwise-separable: each block costs 1/C_out + 1/K^2 of the dense conv it replaces.
+    for i, stage in enumerate(nets["eff_standard"].stages):
+        for j, block in enumerate(stage):
+            ratio = block_macs(sep, f"stages.{i}.{j}.") / block_macs(std, f"stages.{i}.{j}.")
+            assert ratio == pytest.approx(1 / block.out_channels + 1 / 9)
+    macs = {n: r.total_macs for n, r in reports.items()}
+    assert macs["eff_shuffle"] < macs["eff_separable"] < macs["eff_grouped"] < macs["eff_standard"]
+    assert any(type(m).__name__ == "ChannelShuffle" for m in nets["eff_shuffle"].modules())
+
+
+def test_allconv_pool_is_allconv_with_max_pools_for_its_strided_convs():
+    allconv, pooled = create_model("allconv"), create_model("allconv_pool")
+    strided = [m for m in allconv.modules() if isinstance(m, Pool2d) and m.mode == "conv"]
+    pools = [m for m in pooled.modules() if isinstance(m, Pool2d)]
+    assert len(strided) == len(pools) == 2
+    assert all(p.mode == "max" and p.kernel_size == 3 and p.stride == 2 and n_params(p) == 0 for p in pools)
+    assert n_params(pooled) == n_params(allconv) - sum(n_params(m) for m in strided) == 955_690
+    a, p = complexity(allconv), complexity(pooled)
+    assert a.total_macs - p.total_macs == sum(r.macs for r in a.rows if ".0.pool." in r.name)
+    assert pooled.feature_info == allconv.feature_info and a.max_local_rf == p.max_local_rf
+
+
+@pytest.mark.parametrize("experiment", STUDY_EXPERIMENTS)
+def test_study_experiments_tag_their_runs_and_state_their_cpu_budget(experiment):
+    cfg = compose_train(f"experiment={experiment}")
+    assert cfg.study == experiment and 0 < cfg.trainer.limit_train_batches <= 1 and cfg.trainer.max_epochs <= 10
+    text = (CONFIG_DIR / "experiment" / f"{experiment}.yaml").read_text()
+    assert "on 2 CPU cores" in text and "minutes for" in text and f"python -m training.studies {experiment}" in text
+
+
+def test_the_gate_bias_is_set_from_the_command_line():
+    def biases(*overrides):
+        cfg = compose_train(*overrides)
+        net = instantiate(OmegaConf.to_container(cfg.model, resolve=True))
+        return {m.gate_bias for m in net.modules() if isinstance(m, HighwayBlock)}
+
+    assert biases("experiment=highway", "highway_gate_bias=-3") == {-3.0}
+    assert biases("model=highway_19", "+highway_gate_bias=-1") == {-1.0}
+    assert biases("model=highway_19") == {-2.0}  # the YAML's own default, as create_model builds it
+
+
+def test_gate_monitor_refuses_blocks_built_with_another_bias():
+    net = create_model("highway_19", width_mult=0.25)
+    with pytest.raises(ValueError, match=r"highway_gate_bias=-1.0 but 17 highway blocks"):
+        HighwayGateMonitor(gate_bias=-1.0).setup(None, SimpleNamespace(net=net), "fit")
+
+
+def test_gate_monitor_logs_one_scalar_per_highway_block_and_the_report_reads_them(tmp_path, capsys):
+    cfg = compose_train(*TINY, "model=highway_19", "model.width_mult=0.25", "callbacks=highway_gates",
+                        "trainer.max_epochs=2", "test=false", "callbacks.run_report=null",
+                        tmp_path=tmp_path / "run")
+    metrics = train(cfg)
+    blocks = sum(isinstance(m, HighwayBlock) for m in create_model("highway_19").modules())
+    acc = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0})
+    acc.Reload()
+    gates = [t for t in acc.Tags()["scalars"] if t.startswith("gates/")]
+    assert len(gates) == blocks == 17 and {"gates/stage0.block0", "gates/stage1.block1"} <= set(gates)
+    assert all(len(acc.Scalars(t)) == 2 and all(0 < e.value < 1 for e in acc.Scalars(t)) for t in gates)
+    assert set(gates) <= set(metrics)  # the last values reach metrics.json too
+    assert main(["highway", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("| stage") for line in lines) == 17  # the per-layer table
+    assert any(line.startswith("| highway_19 x0.25 b=-2 ") for line in lines)
+    assert (tmp_path / "out" / "highway.png").stat().st_size > 5000
+
+
+def fake_run(folder: Path, model: str, train_acc: list[float], val_acc: list[float], study: str | None = None,
+             **overrides) -> None:
+    """A run folder as train.py writes it (config.yaml, metrics.json, events), with given curves."""
+    folder.mkdir(parents=True)
+    spec = OmegaConf.to_container(model_config(model, **overrides), resolve=True)
+    cfg = {"model": spec, "data": {"batch_size": 128}, "trainer": {"max_epochs": len(val_acc), "limit_train_batches": 0.25},
+           "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1}, "scheduler": {"_target_": "training.schedulers.cosine"}}
+    OmegaConf.save({**cfg, **({"study": study} if study else {})}, folder / "config.yaml")
+    rep = complexity(instantiate(spec))
+    (folder / "metrics.json").write_text(json.dumps({
+        "model": model, "params": rep.total_params, "macs": rep.total_macs, "val/acc": val_acc[-1],
+        "val/acc_best": max(val_acc), "fit_seconds": 90.0, "train/images_per_sec": 500.0}))
+    with SummaryWriter(str(folder)) as tb:
+        for epoch, (t, v) in enumerate(zip(train_acc, val_acc)):
+            step = (epoch + 1) * 87
+            tb.add_scalar("train/acc_epoch", t, step)
+            tb.add_scalar("train/loss_epoch", 2 - 2 * t, step)
+            tb.add_scalar("val/acc", v, step)
+            tb.add_scalar("val/loss", 2 - 2 * v, step)
+
+
+def degradation_sweep(root: Path) -> None:
+    curves = {"plain20": [.4, .5, .6, .7], "plain56": [.3, .4, .5, .55], "resnet20": [.4, .5, .6, .7],
+              "resnet56": [.42, .55, .65, .75]}
+    for i, (model, acc) in enumerate(curves.items()):
+        fake_run(root / f"{i}_{model}", model, acc, [a - 0.05 for a in acc], study="degradation")
+
+
+def test_degradation_report_tables_the_runs_and_says_what_they_show(tmp_path, capsys):
+    degradation_sweep(tmp_path / "sweep")
+    assert main(["degradation", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split(" |")[0] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == ["| model", "| plain20", "| plain56", "| resnet20", "| resnet56"]
+    assert "plain56 ends with 45.0% training error against plain20's 30.0%: the deeper plain net trains worse" in out
+    assert "resnet56 ends with 25.0% training error against resnet20's 30.0%: the deeper resnet net trains better" in out
+    assert "changes the training error by +15.0 points without shortcuts and by -5.0 points with them" in out
+    assert "Budget of every run: 4 epochs x 0.25 of the data, batch 128, SGD lr 0.1, cosine" in out
+    assert (tmp_path / "out" / "degradation.png").stat().st_size > 5000
+    assert "![degradation](" in (tmp_path / "out" / "degradation.md").read_text()
+
+
+def test_efficiency_report_measures_the_speed_of_each_net(tmp_path, capsys):
+    for i, (form, acc) in enumerate({"standard": .62, "separable": .58}.items()):  # quarter width: quick to time
+        fake_run(tmp_path / "s" / f"{i}_eff_{form}", f"eff_{form}", [acc - .1, acc], [acc - .1, acc],
+                 study="efficiency", width_mult=0.25)
+    assert main(["efficiency", str(tmp_path / "s"), "--out", str(tmp_path / "out"), "--repeats", "1",
+                 "--batch", "8"]) == 0
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| eff")}
+    assert set(rows) == {"| eff_standard x0.25", "| eff_separable x0.25"}
+    assert rows["| eff_standard x0.25"][3] == "1.00" and float(rows["| eff_separable x0.25"][3]) < 0.5  # MACs / standard
+    assert all(float(r[4].replace(",", "")) > 0 and float(r[5].replace(",", "")) > 0 for r in rows.values())
+    assert (tmp_path / "out" / "efficiency.png").stat().st_size > 5000
+
+
+def test_dilation_complexity_table_needs_no_runs(tmp_path, capsys):
+    assert main(["dilation", "--out", str(tmp_path)]) == 0
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("| resnet20", "| dilated"))}
+    assert rows["| resnet20"][4] == "64x8x8" and rows["| dilated_resnet20"][4] == "64x16x16"
+    assert rows["| resnet20"][1] == rows["| dilated_resnet20"][1]  # same parameters
+    assert rows["| resnet20"][-1].rstrip(" |") == "81" and rows["| dilated_resnet20"][-1].rstrip(" |") == "85"
+
+
+def test_all_reports_each_study_found_and_pooling_tells_the_downsampling_apart(tmp_path, capsys):
+    degradation_sweep(tmp_path / "a")
+    fake_run(tmp_path / "b" / "0_allconv", "allconv", [.5, .6], [.5, .6], study="pooling", width_mult=0.5)
+    fake_run(tmp_path / "b" / "1_allconv_pool", "allconv_pool", [.5, .65], [.5, .63], study="pooling", width_mult=0.5)
+    assert main(["all", str(tmp_path), "--out", str(tmp_path / "out"), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("#### ")] == [
+        "#### " + t for t in ("Degradation: deeper plain nets train worse, residual nets do not (He et al. 2016, Fig. 6)",
+                              "Stride versus dilation: receptive field, cost and accuracy (Yu et al. 2017)",
+                              "Max-pooling versus strided convolution (Springenberg et al. 2015)")]
+    assert "| allconv x0.5 | 3x3 conv /2 |" in out and "| allconv_pool x0.5 | 3x3 max-pool /2 |" in out
+    assert {p.name for p in (tmp_path / "out").glob("*.png")} == {"degradation.png", "dilation.png", "pooling.png"}
+
+
+def test_checkerboard_is_the_autoencoder_report(tmp_path, monkeypatch):
+    import training.checkerboard
+
+    monkeypatch.setattr(training.checkerboard, "report_checkerboard", lambda d, out: f"decoders of {d.name}")
+    assert "decoders of sweep" in report("checkerboard", [tmp_path / "sweep"], tmp_path / "out")
+
+
+def test_report_errors_say_what_is_missing(tmp_path, capsys):
+    assert main(["pooling", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "error: no classifier runs" in err and "python train.py -m experiment=pooling" in err
+    assert main(["pooling", str(tmp_path / "missing")]) == 1
+    assert "missing is not a folder" in capsys.readouterr().err

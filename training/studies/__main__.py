@@ -1,0 +1,4 @@
+"""``python -m training.studies``: see the package docstring."""
+from . import main
+
+raise SystemExit(main())
