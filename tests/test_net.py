@@ -57,7 +57,7 @@ def test_invalid_block_argument_names_stage_and_block():
     ({"in_chans": 0}, "in_chans should be an integer >= 1, got 0"),
     ({"width_mult": 0}, "width_mult should be > 0, got 0"),
     ({"head": {"dropout": 1.0}}, r"head dropout should be in \[0, 1\), got 1.0"),
-    ({"head": {"pool": "max"}}, r"unknown head keys \['pool'\]"),
+    ({"head": {"pooling": "max"}}, r"unknown head keys \['pooling'\]; the head takes: dropout, pool, logit_scale"),
     ({"stages": []}, "at least one stage"),
 ])
 def test_bad_net_arguments(kwargs, message):
