@@ -168,6 +168,9 @@ def test_efficiency_report_measures_the_speed_of_each_net(tmp_path, capsys):
     assert set(rows) == {"| eff_standard x0.25", "| eff_separable x0.25"}
     assert rows["| eff_standard x0.25"][3] == "1.00" and float(rows["| eff_separable x0.25"][3]) < 0.5  # MACs / standard
     assert all(float(r[4].replace(",", "")) > 0 and float(r[5].replace(",", "")) > 0 for r in rows.values())
+    assert main(["efficiency", str(tmp_path / "s"), "--out", str(tmp_path / "out"), "--repeats", "0"]) == 0
+    assert ("eff_separable x0.25: 4.1x fewer MACs than eff_standard x0.25; 1.00x as fast in training (run log)."
+            in capsys.readouterr().out)
     assert (tmp_path / "out" / "efficiency.png").stat().st_size > 5000
 
 

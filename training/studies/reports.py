@@ -126,6 +126,7 @@ def measure_speed(nets: dict[str, torch.nn.Module], batch: int = 128, repeats: i
 
 def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, **_) -> tuple[str, list[Path]]:
     speed = measure_speed({r.label: build(r.model) for r in runs}, batch=batch, repeats=repeats) if repeats > 0 else {}
+    logged = {r.label: number(r.metrics.get("train/images_per_sec")) for r in runs}
     ref = next((r for r in runs if r.model.get("name") == "eff_standard"), runs[0])
     rows = []
     for r in runs:
@@ -133,29 +134,33 @@ def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, *
         rows.append([r.label, si(r.metrics.get("params", 0)), si(r.metrics.get("macs", 0)),
                      f"{r.metrics['macs'] / ref.metrics['macs']:.2f}",
                      f"{train_s:,.0f}" if train_s else None, f"{infer_s:,.0f}" if infer_s else None,
-                     f"{speed[ref.label][0] / train_s:.2f}" if train_s else None,
-                     f"{number(r.metrics.get('train/images_per_sec')):,.0f}" if number(r.metrics.get("train/images_per_sec")) else None,
+                     f"{logged[r.label]:,.0f}" if logged[r.label] else None,
                      pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)])
     text = md_table(["net", "params", "MACs", "MACs / standard", "train img/s (measured)", "infer img/s (measured)",
-                     "train time / standard", "train img/s (run log)", "val acc", "best val acc", "fit (min)"], rows)
-    text += (f"\n\nMeasured by this command: batch {batch}, fp32, channels_last, {torch.get_num_threads()} threads, "
-             f"torch {torch.__version__}, median of {repeats} rounds with the nets taking turns; "
-             "'run log' is train/images_per_sec of the run's last epoch (data pipeline included)." if speed else "")
+                     "train img/s (run log)", "val acc", "best val acc", "fit (min)"], rows)
+    text += ("\n\nMeasured by this command: " + (f"batch {batch}, fp32, channels_last, {torch.get_num_threads()} "
+             f"threads, torch {torch.__version__}, median of {repeats} rounds with the nets taking turns; "
+             if speed else "nothing (--repeats 0); ") +
+             "'run log' is train/images_per_sec of each run's last epoch (data pipeline included, runs one after another).")
+    # Training speed: measured side by side where we measured, else as the runs logged it.
+    train_speed = {k: v[0] for k, v in speed.items()} or logged
+    source = "measured" if speed else "run log"
     for r in runs:
-        if r is not ref and speed:
-            t, i = speed[r.label][0] / speed[ref.label][0], speed[r.label][1] / speed[ref.label][1]
+        if r is not ref and train_speed.get(r.label) and train_speed.get(ref.label):
             text += (f"\n\n{r.label}: {ref.metrics['macs'] / r.metrics['macs']:.1f}x fewer MACs than {ref.label}; "
-                     f"measured, {_times(t)} in training and {_times(i)} at inference.")
-    fig, axes = plt.subplots(1, 3 if speed else 1, figsize=(15 if speed else 5, 4), squeeze=False)
-    acc = [r.last("val/acc_best") for r in runs]
-    panels = [("MACs per image (millions)", [r.metrics["macs"] / 1e6 for r in runs])]
+                     f"{_times(train_speed[r.label] / train_speed[ref.label])} in training ({source})"
+                     + (f", {_times(speed[r.label][1] / speed[ref.label][1])} at inference" if speed else "") + ".")
+    panels = [("MACs per image (millions)", {r.label: r.metrics["macs"] / 1e6 for r in runs})]
+    if all(train_speed.get(r.label) for r in runs):
+        panels.append((f"training time (ms per image, {source})", {k: 1000 / v for k, v in train_speed.items()}))
     if speed:
-        panels += [("training time (ms per image, measured)", [1000 / speed[r.label][0] for r in runs]),
-                   ("inference time (ms per image, measured)", [1000 / speed[r.label][1] for r in runs])]
+        panels.append(("inference time (ms per image, measured)", {k: 1000 / v[1] for k, v in speed.items()}))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, (xlabel, xs) in zip(axes[0], panels):
-        for i, (r, x_, a) in enumerate(zip(runs, xs, acc)):
-            ax.scatter([x_], [a], color=f"C{i % 10}", label=r.label)
-            ax.annotate(r.label, (x_, a), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for i, r in enumerate(runs):
+            a = r.last("val/acc_best")
+            ax.scatter([xs[r.label]], [a], color=f"C{i % 10}")
+            ax.annotate(r.label, (xs[r.label], a), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set(xlabel=xlabel, ylabel="best validation accuracy")
         ax.grid(alpha=0.3)
     return text, [save(fig, out, "efficiency")]
