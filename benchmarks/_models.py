@@ -31,13 +31,18 @@ def _batch(batch_size: int, device, channels_last: bool, num_classes: int = 10):
     return x, torch.randint(0, num_classes, (batch_size,), device=device)
 
 
+def _prepare(net: nn.Module, batch_size: int, device, channels_last: bool, *, train: bool):
+    """``net`` on ``device`` in train or eval mode (channels_last if asked) and a random batch for it."""
+    net = net.to(device).train(train)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net, _batch(batch_size, device, channels_last)
+
+
 def train_case(net: nn.Module, batch_size: int, precision: str, device, *, channels_last: bool = True,
                context=nullcontext) -> Case:
     """One SGD step per call on a fixed random batch; ``net`` is trained in place."""
-    net = net.to(device).train()
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    x, y = _batch(batch_size, device, channels_last)
+    net, (x, y) = _prepare(net, batch_size, device, channels_last, train=True)
     optimizer = torch.optim.SGD(param_groups(net, 5e-4, True), lr=0.1, momentum=0.9, nesterov=True)
 
     def step():
@@ -54,10 +59,7 @@ def train_case(net: nn.Module, batch_size: int, precision: str, device, *, chann
 def infer_case(net: nn.Module, batch_size: int, precision: str, device, *, channels_last: bool = True,
                context=nullcontext) -> Case:
     """One eval-mode forward pass per call under ``torch.inference_mode``."""
-    net = net.to(device).eval()
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    x, _ = _batch(batch_size, device, channels_last)
+    net, (x, _) = _prepare(net, batch_size, device, channels_last, train=False)
 
     def step():
         with torch.inference_mode(), autocast(precision, device):
