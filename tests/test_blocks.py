@@ -16,6 +16,7 @@ INCEPTION = dict(ch1x1=8, ch3x3_reduce=8, ch3x3=16, ch5x5_reduce=4, ch5x5=8, poo
 EXAMPLES = {
     "basic": (16, 32, dict(stride=2, shortcut="A")),
     "bottleneck": (16, 32, dict(stride=2)),
+    "channel_shuffle": (16, None, dict(groups=4)),
     "conv": (16, 32, dict(stride=2, dilation=2)),
     "conv_pool": (16, 32, dict(stride=2)),
     "dwsep": (16, 32, dict(stride=2)),
@@ -51,12 +52,24 @@ def test_block_forward_backward_and_attributes(name):
     torch.manual_seed(0)
     block, cin = build(name)
     assert block.in_channels == cin
-    out = block(torch.randn(2, cin, 8, 8))
+    x = torch.randn(2, cin, 8, 8, requires_grad=True)
+    out = block(x)
     assert out.shape[1] == block.out_channels and torch.isfinite(out).all()
     out.square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # the block passes gradients back to its input
     missing = [n for n, p in block.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
     assert (type(block).__doc__ or "").strip(), f"{name} needs a docstring stating its maths"
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_block_keeps_channels_last(name):
+    """train.py runs nets in channels_last: a block that hands back an NCHW copy makes every conv
+    after it run in the slower layout (a channel shuffle once did, see models/layers/shuffle.py)."""
+    block, cin = build(name)
+    for training in (True, False):
+        x = torch.randn(2, cin, 8, 8).contiguous(memory_format=torch.channels_last)
+        assert block.train(training)(x).is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

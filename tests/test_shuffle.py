@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models.layers.shuffle import ChannelShuffle, ShuffleUnit, ShuffleV2Unit, channel_shuffle
+from models.layers.conv import ConvNormAct
+from models.layers.shuffle import ChannelShuffle, ChannelShuffleBlock, ShuffleUnit, ShuffleV2Unit, channel_shuffle
 from models.registry import get_block
 
 FAST = settings(max_examples=40, deadline=None)
@@ -25,6 +26,7 @@ def channel_ids(n: int, c: int, h: int, w: int) -> torch.Tensor:
 def test_registered():
     assert get_block("shuffle_v1") is ShuffleUnit
     assert get_block("shuffle_v2") is ShuffleV2Unit
+    assert get_block("channel_shuffle") is ChannelShuffleBlock
 
 
 # --- channel_shuffle --------------------------------------------------------------------------
@@ -69,11 +71,53 @@ def test_channel_shuffle_non_contiguous_input():
     torch.testing.assert_close(channel_shuffle(x, 2), x[:, [0, 2, 1, 3]], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("g,per_group", [(2, 3), (3, 4), (4, 4), (8, 2)])
+def test_channel_shuffle_keeps_channels_last(g, per_group):
+    x = torch.randn(2, g * per_group, 5, 3)
+    y = channel_shuffle(x.contiguous(memory_format=torch.channels_last), g)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, channel_shuffle(x, g), rtol=0, atol=0)
+
+
 def test_channel_shuffle_bad_groups():
     with pytest.raises(ValueError, match=r"groups=4 does not divide the 6"):
         channel_shuffle(torch.randn(1, 6, 2, 2), 4)
     with pytest.raises(ValueError, match="groups"):
         ChannelShuffle(0)
+
+
+def grouped_stack(shuffle: bool, channels: int = 16, groups: int = 4) -> nn.Sequential:
+    conv = lambda: ConvNormAct(channels, channels, 3, groups=groups, norm_layer=None)  # noqa: E731
+    middle = [ChannelShuffleBlock(channels, groups=groups)] if shuffle else []
+    return nn.Sequential(conv(), *middle, conv())
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shuffle_block_lets_stacked_grouped_convs_read_every_group(shuffle):
+    """Zhang et al. 2018, Fig. 1 (a) vs (b): without a shuffle, output group k of two stacked
+    grouped convs depends only on input group k; with one, on every input group (each group
+    holds at least ``groups`` channels, so the shuffle hands every group one from each)."""
+    torch.manual_seed(0)
+    stack, groups, per_group = grouped_stack(shuffle), 4, 4
+    x = torch.randn(1, 16, 5, 5, requires_grad=True)
+    out = stack(x)
+    for k in range(groups):
+        (grad,) = torch.autograd.grad(out[:, k * per_group:(k + 1) * per_group].sum(), x, retain_graph=True)
+        reads = [bool(grad[:, r * per_group:(r + 1) * per_group].abs().sum() > 0) for r in range(groups)]
+        assert reads == ([True] * groups if shuffle else [r == k for r in range(groups)])
+
+
+def test_shuffle_block_keeps_shape_and_rejects_what_it_cannot_do():
+    block = ChannelShuffleBlock(12, 12, groups=3)
+    x = torch.randn(2, 12, 4, 4)
+    torch.testing.assert_close(block(x), channel_shuffle(x, 3), rtol=0, atol=0)
+    assert (block.in_channels, block.out_channels, block.stride, n_params(block)) == (12, 12, 1, 0)
+    with pytest.raises(ValueError, match=r"keeps the channels: out_channels should be None or 12 .*got 24"):
+        ChannelShuffleBlock(12, 24, groups=3)
+    with pytest.raises(ValueError, match=r"groups=5 does not divide in_channels=12"):
+        ChannelShuffleBlock(12, groups=5)
+    with pytest.raises(ValueError, match="stride"):
+        ChannelShuffleBlock(12, groups=3, stride=2)
 
 
 # --- ShuffleUnit (v1) -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from .reference import conv2d_im2col, conv_matrix
 from .residual import BasicBlock, Bottleneck, PlainBlock, PreActBlock, ShortcutA, make_shortcut
 from .resnext import ResNeXtBlock
 from .separable import DepthwiseSeparableConv, FlattenedConv, InvertedResidual, SpatiallySeparableConv
-from .shuffle import ChannelShuffle, ShuffleUnit, ShuffleV2Unit, channel_shuffle
+from .shuffle import ChannelShuffle, ChannelShuffleBlock, ShuffleUnit, ShuffleV2Unit, channel_shuffle
 from .textcnn import TextCNN
 from .upsample import ResizeConvUp, TransposedConvUp, checkerboard_score
 from .whitening import PatchWhitening, fit_whitening
@@ -23,6 +23,7 @@ __all__ = [
     "HighwayBlock", "InceptionBlock", "GlobalAvgPool2d", "Pool2d", "conv2d_im2col", "conv_matrix",
     "BasicBlock", "Bottleneck", "PlainBlock", "PreActBlock", "ShortcutA", "make_shortcut",
     "ResNeXtBlock", "DepthwiseSeparableConv", "FlattenedConv", "InvertedResidual",
-    "SpatiallySeparableConv", "ChannelShuffle", "ShuffleUnit", "ShuffleV2Unit", "channel_shuffle",
+    "SpatiallySeparableConv", "ChannelShuffle", "ChannelShuffleBlock", "ShuffleUnit", "ShuffleV2Unit",
+    "channel_shuffle",
     "TextCNN", "ResizeConvUp", "TransposedConvUp", "checkerboard_score",
 ]

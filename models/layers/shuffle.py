@@ -21,6 +21,12 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     check_positive("groups", groups)
     if c % groups:
         raise ValueError(f"channel_shuffle: groups={groups} does not divide the {c} input channels")
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        # Channels-last input: shuffle the last axis of its NHWC view, so the output stays
+        # channels_last. (The NCHW recipe below would hand the next conv an NCHW copy, and the
+        # depthwise and grouped convs around a shuffle run much slower in NCHW on CPUs.)
+        x = x.permute(0, 2, 3, 1).reshape(n, h, w, groups, c // groups)  # (N, H, W, g, C/g)
+        return x.transpose(3, 4).reshape(n, h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W), NHWC in memory
     x = x.reshape(n, groups, c // groups, h, w)  # (N, g, C/g, H, W): row r holds group r
     x = x.transpose(1, 2)  # (N, C/g, g, H, W): now each row takes one channel from every group
     return x.reshape(n, c, h, w)
@@ -39,6 +45,29 @@ class ChannelShuffle(nn.Module):
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
+
+
+@register_block("channel_shuffle")
+class ChannelShuffleBlock(ChannelShuffle):
+    """Channel shuffle as a spec block: y[:, j] = x[:, (j % g) C/g + j // g], same shape, no weights.
+
+    Put it between two grouped convs (``{block: conv, groups: g}``) so the second one reads
+    channels from every group of the first: without it, a stack of grouped convs is ``g``
+    independent narrow paths (Zhang et al. 2018, sec. 3.1, Fig. 1). Keeps the channels
+    (``out_channels`` must be None or ``in_channels``) and the size (``stride`` must be 1).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, *, groups: int,
+                 stride: int = 1) -> None:
+        super().__init__(groups)
+        check_positive("in_channels", in_channels)
+        if out_channels is not None and out_channels != in_channels:
+            raise ValueError(f"channel shuffle keeps the channels: out_channels should be None or "
+                             f"{in_channels} (in_channels), got {out_channels}")
+        check_choice("stride", stride, (1,))
+        check_divisible("in_channels", in_channels, "groups", groups)
+        self.in_channels = self.out_channels = in_channels
+        self.stride = stride
 
 
 @register_block("shuffle_v1")
