@@ -150,6 +150,7 @@ def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, *
             text += (f"\n\n{r.label}: {ref.metrics['macs'] / r.metrics['macs']:.1f}x fewer MACs than {ref.label}; "
                      f"{_times(train_speed[r.label] / train_speed[ref.label])} in training ({source})"
                      + (f", {_times(speed[r.label][1] / speed[ref.label][1])} at inference" if speed else "") + ".")
+    text += _shuffle_ablation({r.model.get("name"): r for r in runs}, train_speed, source)
     panels = [("MACs per image (millions)", {r.label: r.metrics["macs"] / 1e6 for r in runs})]
     if all(train_speed.get(r.label) for r in runs):
         panels.append((f"training time (ms per image, {source})", {k: 1000 / v for k, v in train_speed.items()}))
@@ -164,6 +165,24 @@ def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, *
         ax.set(xlabel=xlabel, ylabel="best validation accuracy")
         ax.grid(alpha=0.3)
     return text, [save(fig, out, "efficiency")]
+
+
+def _shuffle_ablation(by: dict[str, Run], train_speed: dict[str, float], source: str) -> str:
+    """eff_grouped against eff_grouped_shuffle: the same weights and MACs, so any difference in
+    accuracy is the shuffle's (one seed each: differences of a point or so are within noise)."""
+    grouped, shuffled = by.get("eff_grouped"), by.get("eff_grouped_shuffle")
+    if grouped is None or shuffled is None:
+        return ""
+    a, b = grouped.last("val/acc_best"), shuffled.last("val/acc_best")
+    if a is None or b is None:
+        return ""
+    text = (f"\n\nChannel shuffle, the exact ablation: {shuffled.label} has {grouped.label}'s weights and MACs "
+            f"plus a weightless permutation; best val acc {pct(b)} against {pct(a)} ({100 * (b - a):+.2f} points, "
+            f"one seed each)")
+    if train_speed.get(shuffled.label) and train_speed.get(grouped.label):
+        text += (f"; the permutation makes training "
+                 f"{_times(train_speed[shuffled.label] / train_speed[grouped.label])} ({source})")
+    return text + "."
 
 
 def _times(ratio: float) -> str:
