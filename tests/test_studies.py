@@ -157,7 +157,7 @@ def test_degradation_report_tables_the_runs_and_says_what_they_show(tmp_path, ca
     rows = [line.split(" |")[0] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows == ["| model", "| plain20", "| plain56", "| resnet20", "| resnet56"]
     assert "plain56 ends with 45.0% training error against plain20's 30.0%: the deeper plain net trains worse" in out
-    assert "resnet56 ends with 25.0% training error against resnet20's 30.0%: the deeper resnet net trains better" in out
+    assert "resnet56 ends with 25.0% training error against resnet20's 30.0%: the deeper residual net trains better" in out
     assert "changes the training error by +15.0 points without shortcuts and by -5.0 points with them" in out
     assert "Budget of every run: 4 epochs x 0.25 of the data, batch 128, SGD lr 0.1, cosine" in out
     assert (tmp_path / "out" / "degradation.png").stat().st_size > 5000

@@ -31,7 +31,8 @@ def degradation(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
             if ea is not None and eb is not None:
                 gaps[kind] = 100 * (eb - ea)
                 verdicts.append(f"{pair[-1]} ends with {100 * eb:.1f}% training error against {pair[0]}'s "
-                                f"{100 * ea:.1f}%: the deeper {kind} net trains {'worse' if eb > ea else 'better'}.")
+                                f"{100 * ea:.1f}%: the deeper {'plain' if kind == 'plain' else 'residual'} net "
+                                f"trains {'worse' if eb > ea else 'better'}.")
     if len(gaps) == 2:
         verdicts.append(f"Going deeper changes the training error by {gaps['plain']:+.1f} points without shortcuts "
                         f"and by {gaps['resnet']:+.1f} points with them.")
