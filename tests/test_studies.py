@@ -205,7 +205,8 @@ def test_all_reports_each_study_found_and_pooling_tells_the_downsampling_apart(t
     assert main(["all", str(tmp_path), "--out", str(tmp_path / "out"), "--markdown"]) == 0
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if line.startswith("#### ")] == [
-        "#### " + t for t in ("Degradation: deeper plain nets train worse, residual nets do not (He et al. 2016, Fig. 6)",
+        "#### " + t for t in ("Degradation: does the deeper plain net train worse, and the deeper residual net not? "
+                              "(He et al. 2016, Fig. 6)",
                               "Stride versus dilation: receptive field, cost and accuracy (Yu et al. 2017)",
                               "Max-pooling versus strided convolution (Springenberg et al. 2015)")]
     assert "| allconv x0.5 | 3x3 conv /2 |" in out and "| allconv_pool x0.5 | 3x3 max-pool /2 |" in out

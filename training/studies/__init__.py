@@ -26,9 +26,9 @@ STUDIES = ("degradation", "highway", "efficiency", "checkerboard", "dilation", "
 REPORTS = {"degradation": degradation, "highway": highway, "efficiency": efficiency, "dilation": dilation,
            "pooling": pooling}
 TITLES = {
-    "degradation": "Degradation: deeper plain nets train worse, residual nets do not (He et al. 2016, Fig. 6)",
+    "degradation": "Degradation: does the deeper plain net train worse, and the deeper residual net not? (He et al. 2016, Fig. 6)",
     "highway": "Highway versus residual; the gate bias; how open the gates end up (Srivastava et al. 2015)",
-    "efficiency": "One network, four convolutions: standard, depthwise-separable, grouped, grouped + shuffle",
+    "efficiency": "One network, five forms: standard, depthwise-separable, grouped, grouped + shuffle, ShuffleNet units",
     "checkerboard": "Checkerboard artifacts of transposed convolutions (Odena et al. 2016)",
     "dilation": "Stride versus dilation: receptive field, cost and accuracy (Yu et al. 2017)",
     "pooling": "Max-pooling versus strided convolution (Springenberg et al. 2015)",
