@@ -119,6 +119,9 @@ def test_gate_monitor_logs_one_scalar_per_highway_block_and_the_report_reads_the
     lines = capsys.readouterr().out.splitlines()
     assert sum(line.startswith("| stage") for line in lines) == 17  # the per-layer table
     assert any(line.startswith("| highway_19 x0.25 b=-2 ") for line in lines)
+    start = next(line for line in lines if line.startswith("Mean gate over layers, at the start"))
+    assert start.startswith("Mean gate over layers, at the start (sigmoid(b)) -> at the end: highway_19 x0.25 b=-2 "
+                            "0.119 -> 0.")
     assert (tmp_path / "out" / "highway.png").stat().st_size > 5000
 
 

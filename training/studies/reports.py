@@ -70,6 +70,15 @@ def highway(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
                                for r in gated] for name in layers]
         text += "\n\nMean gate T per layer at the end (0: the layer carries its input, 1: it transforms):\n\n"
         text += md_table(["layer"] + [r.label for r in gated], per_layer)
+        moves = [f"{r.label} {1 / (1 + math.exp(-b[0])):.3f} -> "
+                 f"{statistics.fmean(r.last('gates/' + n) for n in layers if r.last('gates/' + n) is not None):.3f}"
+                 for r in gated if len(b := sorted(set(gate_biases(r.model)))) == 1]
+        if moves:
+            text += "\n\nMean gate over layers, at the start (sigmoid(b)) -> at the end: " + "; ".join(moves) + "."
+        accs = [a for a in (r.last("val/acc_best") for r in gated) if a is not None]
+        if len(accs) > 1:
+            text += (f" Best val acc across the {len(accs)} gated runs spans {100 * (max(accs) - min(accs)):.2f} "
+                     f"points (one seed each).")
         best = max(gated, key=lambda r: r.last("val/acc_best") or 0)
         text += f"\n\nBest gate bias at this budget: {best.label} ({pct(best.last('val/acc_best'))} best val acc)."
         others = [r for r in runs if r not in gated]
