@@ -229,3 +229,11 @@ def test_report_errors_say_what_is_missing(tmp_path, capsys):
     assert "error: no classifier runs" in err and "python train.py -m experiment=pooling" in err
     assert main(["pooling", str(tmp_path / "missing")]) == 1
     assert "missing is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("section", sorted((CONFIG_DIR.parent / "docs" / "studies").glob("*.md")), ids=lambda p: p.stem)
+def test_readme_shows_each_generated_study_section_as_generated(section):
+    """README's study tables are the report command's output (docs/studies/<study>.md), pasted whole:
+    a re-run that changes a table without README changing with it fails here."""
+    readme = (CONFIG_DIR.parent / "README.md").read_text()
+    assert section.read_text().strip() in readme, f"README.md does not hold {section.name} as generated"
