@@ -106,31 +106,44 @@ def highway(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
     return text, [save(fig, out, "highway")]
 
 
-def measure_speed(nets: dict[str, torch.nn.Module], batch: int = 128, repeats: int = 5,
-                  warmup: int = 1) -> dict[str, tuple[float, float]]:
+def measure_speed(nets: dict[str, torch.nn.Module], batch: int = 128, repeats: int = 5, warmup: int = 2,
+                  min_seconds: float = 0.5) -> dict[str, tuple[float, float]]:
     """(training, inference) images per second of each net on random CIFAR-sized batches, fp32,
     channels_last, as train.py runs them: medians over ``repeats`` rounds, the nets taking turns
-    in each round so that load on the machine slows all of them alike."""
+    in each round so that load on the machine slows all of them alike. In a round each net runs
+    training steps, then inference batches, for at least ``min_seconds`` each (one step is a few
+    milliseconds for the small nets: too short to time alone)."""
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
-    times = {n: ([], []) for n in nets}
     opts = {n: torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9) for n, net in nets.items()}
-    for n, net in nets.items():
+
+    def train_step(n: str) -> None:
+        opts[n].zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(nets[n](x), y).backward()
+        opts[n].step()
+
+    def timed(step, seconds: float) -> float:
+        """Seconds per call of ``step``, over as many calls as fill ``seconds``."""
+        calls, start = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - start < seconds:
+            step()
+            calls += 1
+        return (time.perf_counter() - start) / calls
+
+    times = {n: ([], []) for n in nets}
+    for net in nets.values():
         net.to(memory_format=torch.channels_last)
     for i in range(warmup + repeats):
+        seconds = min_seconds if i >= warmup else 0.0  # warm-up rounds: one call each
         for n, net in nets.items():
             net.train()
-            start = time.perf_counter()
-            opts[n].zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(x), y).backward()
-            opts[n].step()
-            mid = time.perf_counter()
+            t = timed(lambda: train_step(n), seconds)
             net.eval()
             with torch.no_grad():
-                net(x)
+                e = timed(lambda: net(x), seconds)
             if i >= warmup:
-                times[n][0].append(mid - start)
-                times[n][1].append(time.perf_counter() - mid)
+                times[n][0].append(t)
+                times[n][1].append(e)
     return {n: (batch / statistics.median(t), batch / statistics.median(e)) for n, (t, e) in times.items()}
 
 
@@ -149,7 +162,8 @@ def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, *
     text = md_table(["net", "params", "MACs", "MACs / standard", "train img/s (measured)", "infer img/s (measured)",
                      "train img/s (run log)", "val acc", "best val acc", "fit (min)"], rows)
     text += ("\n\nMeasured by this command: " + (f"batch {batch}, fp32, channels_last, {torch.get_num_threads()} "
-             f"threads, torch {torch.__version__}, median of {repeats} rounds with the nets taking turns; "
+             f"threads, torch {torch.__version__}, median of {repeats} rounds of at least 0.5 s per net and "
+             f"mode, the nets taking turns; "
              if speed else "nothing (--repeats 0); ") +
              "'run log' is train/images_per_sec of each run's last epoch (data pipeline included, runs one after another).")
     # Training speed: measured side by side where we measured, else as the runs logged it.
