@@ -23,7 +23,7 @@ from test_configs import CONFIG_DIR, compose_train
 from test_train import TINY
 from train import train
 from training.callbacks import HighwayGateMonitor
-from training.studies import main, report
+from training.studies import main, measure_speed, report
 
 EFF = ["eff_standard", "eff_separable", "eff_grouped", "eff_grouped_shuffle", "eff_shuffle"]
 STUDY_EXPERIMENTS = ["degradation", "highway", "efficiency", "dilation", "pooling"]
@@ -190,6 +190,20 @@ def test_efficiency_report_states_the_shuffle_ablation(tmp_path, capsys):
     assert ("Channel shuffle, the exact ablation: eff_grouped_shuffle has eff_grouped's weights and MACs plus a "
             "weightless permutation; best val acc 58.00% against 55.00% (+3.00 points, one seed each); the "
             "permutation makes training 1.00x as fast (run log).") in capsys.readouterr().out
+
+
+def test_efficiency_speed_is_measured_in_the_precision_the_runs_trained_in(tmp_path):
+    from training.studies.reports import runs_precision
+
+    run = lambda precision: SimpleNamespace(cfg={"trainer": {"precision": precision}})  # noqa: E731
+    assert runs_precision([run("bf16-mixed"), run("bf16")]) == "bf16-mixed"
+    assert runs_precision([run("32-true"), run(32)]) == "32-true"
+    assert runs_precision([run("bf16-mixed"), run("32-true")]) == "32-true"  # they disagree: fp32
+    nets = {"a": create_model("eff_separable", width_mult=0.25)}
+    for precision in ("32-true", "bf16-mixed"):
+        (train_ips, infer_ips), = measure_speed(nets, batch=4, repeats=1, warmup=0, min_seconds=0,
+                                                precision=precision).values()
+        assert train_ips > 0 and infer_ips > 0
 
 
 def test_dilation_complexity_table_needs_no_runs(tmp_path, capsys):

@@ -5,6 +5,7 @@ import math
 import re
 import statistics
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -106,20 +107,39 @@ def highway(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
     return text, [save(fig, out, "highway")]
 
 
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # Lightning's names; 32-true: none
+ALIASES = {"bf16": "bf16-mixed", "16": "16-mixed", "32": "32-true"}
+
+
+def runs_precision(runs: list[Run]) -> str:
+    """The precision the runs trained in (config.yaml holds it resolved), if they all agree; else 32-true."""
+    from ..setup import resolve_precision
+
+    found = {resolve_precision(r.cfg.get("trainer", {}).get("precision", "32-true"), "cpu") for r in runs}
+    found = {ALIASES.get(p, p) for p in found}
+    return found.pop() if len(found) == 1 else "32-true"
+
+
 def measure_speed(nets: dict[str, torch.nn.Module], batch: int = 128, repeats: int = 5, warmup: int = 2,
-                  min_seconds: float = 0.5) -> dict[str, tuple[float, float]]:
-    """(training, inference) images per second of each net on random CIFAR-sized batches, fp32,
-    channels_last, as train.py runs them: medians over ``repeats`` rounds, the nets taking turns
-    in each round so that load on the machine slows all of them alike. In a round each net runs
+                  min_seconds: float = 0.5, precision: str = "32-true") -> dict[str, tuple[float, float]]:
+    """(training, inference) images per second of each net on random CIFAR-sized batches,
+    channels_last, under ``precision``'s autocast, as train.py runs them: medians over
+    ``repeats`` rounds, the nets taking turns in each round so that load on the machine slows
+    all of them alike. In a round each net runs
     training steps, then inference batches, for at least ``min_seconds`` each (one step is a few
     milliseconds for the small nets: too short to time alone)."""
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     opts = {n: torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9) for n, net in nets.items()}
 
+    def autocast():
+        return torch.autocast("cpu", dtype=AUTOCAST[precision]) if precision in AUTOCAST else nullcontext()
+
     def train_step(n: str) -> None:
         opts[n].zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(nets[n](x), y).backward()
+        with autocast():
+            loss = torch.nn.functional.cross_entropy(nets[n](x), y)
+        loss.backward()
         opts[n].step()
 
     def timed(step, seconds: float) -> float:
@@ -139,7 +159,7 @@ def measure_speed(nets: dict[str, torch.nn.Module], batch: int = 128, repeats: i
             net.train()
             t = timed(lambda: train_step(n), seconds)
             net.eval()
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 e = timed(lambda: net(x), seconds)
             if i >= warmup:
                 times[n][0].append(t)
@@ -148,7 +168,9 @@ def measure_speed(nets: dict[str, torch.nn.Module], batch: int = 128, repeats: i
 
 
 def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, **_) -> tuple[str, list[Path]]:
-    speed = measure_speed({r.label: build(r.model) for r in runs}, batch=batch, repeats=repeats) if repeats > 0 else {}
+    precision = runs_precision(runs)
+    speed = (measure_speed({r.label: build(r.model) for r in runs}, batch=batch, repeats=repeats, precision=precision)
+             if repeats > 0 else {})
     logged = {r.label: number(r.metrics.get("train/images_per_sec")) for r in runs}
     ref = next((r for r in runs if r.model.get("name") == "eff_standard"), runs[0])
     rows = []
@@ -161,7 +183,7 @@ def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, *
                      pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)])
     text = md_table(["net", "params", "MACs", "MACs / standard", "train img/s (measured)", "infer img/s (measured)",
                      "train img/s (run log)", "val acc", "best val acc", "fit (min)"], rows)
-    text += ("\n\nMeasured by this command: " + (f"batch {batch}, fp32, channels_last, {torch.get_num_threads()} "
+    text += ("\n\nMeasured by this command: " + (f"batch {batch}, {precision} (as the runs trained), channels_last, {torch.get_num_threads()} "
              f"threads, torch {torch.__version__}, median of {repeats} rounds of at least 0.5 s per net and "
              f"mode, the nets taking turns; "
              if speed else "nothing (--repeats 0); ") +
