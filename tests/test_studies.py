@@ -167,6 +167,18 @@ def test_degradation_report_tables_the_runs_and_says_what_they_show(tmp_path, ca
     assert "![degradation](" in (tmp_path / "out" / "degradation.md").read_text()
 
 
+def test_budget_names_the_precision_and_tells_fp32_and_bf16_runs_apart(tmp_path, capsys):
+    degradation_sweep(tmp_path / "sweep")
+    for run, precision in zip(sorted((tmp_path / "sweep").iterdir()), ["bf16-mixed"] * 3 + ["32-true"]):
+        cfg = OmegaConf.load(run / "config.yaml")
+        cfg.trainer.precision = precision
+        OmegaConf.save(cfg, run / "config.yaml")
+    assert main(["degradation", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    assert ("Warning: the runs had different budgets: 4 epochs x 0.25 of the data, batch 128, SGD lr 0.1, cosine, "
+            "precision 32-true; 4 epochs x 0.25 of the data, batch 128, SGD lr 0.1, cosine, precision bf16-mixed."
+            in capsys.readouterr().out)
+
+
 def test_efficiency_report_measures_the_speed_of_each_net(tmp_path, capsys):
     for i, (form, acc) in enumerate({"standard": .62, "separable": .58}.items()):  # quarter width: quick to time
         fake_run(tmp_path / "s" / f"{i}_eff_{form}", f"eff_{form}", [acc - .1, acc], [acc - .1, acc],

@@ -107,11 +107,12 @@ def minutes(run: Run) -> str | None:
 
 
 def recipe(run: Run) -> str:
-    """What must match for two runs to be compared: the budget and the optimisation."""
+    """What must match for two runs to be compared: the budget, the optimisation and the precision."""
     t, c = run.cfg.get("trainer", {}), run.cfg
     return (f"{t.get('max_epochs')} epochs x {t.get('limit_train_batches', 1.0)} of the data, batch "
             f"{c.get('data', {}).get('batch_size')}, {str(c.get('optimizer', {}).get('_target_')).rsplit('.', 1)[-1]} "
-            f"lr {c.get('optimizer', {}).get('lr')}, {str(c.get('scheduler', {}).get('_target_')).rsplit('.', 1)[-1]}")
+            f"lr {c.get('optimizer', {}).get('lr')}, {str(c.get('scheduler', {}).get('_target_')).rsplit('.', 1)[-1]}"
+            + (f", precision {t['precision']}" if t.get("precision") else ""))
 
 
 def budget_note(runs: list[Run]) -> str:
