@@ -205,7 +205,7 @@ def test_efficiency_report_states_the_shuffle_ablation(tmp_path, capsys):
 
 
 def test_efficiency_speed_is_measured_in_the_precision_the_runs_trained_in(tmp_path):
-    from training.studies.reports import runs_precision
+    from training.studies.speed import runs_precision
 
     run = lambda precision: SimpleNamespace(cfg={"trainer": {"precision": precision}})  # noqa: E731
     assert runs_precision([run("bf16-mixed"), run("bf16")]) == "bf16-mixed"

@@ -17,8 +17,9 @@ import json
 import re
 from pathlib import Path
 
-from .reports import degradation, dilation, efficiency, highway, measure_speed, pooling
+from .reports import degradation, dilation, efficiency, highway, pooling
 from .runs import Run, budget_note, find_runs, label_runs, recipe
+from .speed import measure_speed
 
 __all__ = ["STUDIES", "report", "report_all", "find_runs", "measure_speed", "main"]
 
@@ -26,9 +27,11 @@ STUDIES = ("degradation", "highway", "efficiency", "checkerboard", "dilation", "
 REPORTS = {"degradation": degradation, "highway": highway, "efficiency": efficiency, "dilation": dilation,
            "pooling": pooling}
 TITLES = {
-    "degradation": "Degradation: does the deeper plain net train worse, and the deeper residual net not? (He et al. 2016, Fig. 6)",
+    "degradation": "Degradation: does the deeper plain net train worse, and the deeper residual net not? "
+                   "(He et al. 2016, Fig. 6)",
     "highway": "Highway versus residual; the gate bias; how open the gates end up (Srivastava et al. 2015)",
-    "efficiency": "One network, five forms: standard, depthwise-separable, grouped, grouped + shuffle, ShuffleNet units",
+    "efficiency": "One network, five forms: standard, depthwise-separable, grouped, grouped + shuffle, "
+                  "ShuffleNet units",
     "checkerboard": "Checkerboard artifacts of transposed convolutions (Odena et al. 2016)",
     "dilation": "Stride versus dilation: receptive field, cost and accuracy (Yu et al. 2017)",
     "pooling": "Max-pooling versus strided convolution (Springenberg et al. 2015)",

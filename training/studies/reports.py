@@ -4,8 +4,6 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -15,6 +13,7 @@ from models.complexity import complexity, si
 
 from ..reporting import plt
 from .runs import Run, build, curves_axes, gate_biases, md_table, minutes, number, pct, save
+from .speed import MIN_SECONDS, measure_speed, runs_precision
 
 
 def degradation(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
@@ -107,66 +106,6 @@ def highway(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
     return text, [save(fig, out, "highway")]
 
 
-AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # Lightning's names; 32-true: none
-ALIASES = {"bf16": "bf16-mixed", "16": "16-mixed", "32": "32-true"}
-
-
-def runs_precision(runs: list[Run]) -> str:
-    """The precision the runs trained in (config.yaml holds it resolved), if they all agree; else 32-true."""
-    from ..setup import resolve_precision
-
-    found = {resolve_precision(r.cfg.get("trainer", {}).get("precision", "32-true"), "cpu") for r in runs}
-    found = {ALIASES.get(p, p) for p in found}
-    return found.pop() if len(found) == 1 else "32-true"
-
-
-def measure_speed(nets: dict[str, torch.nn.Module], batch: int = 128, repeats: int = 5, warmup: int = 2,
-                  min_seconds: float = 0.5, precision: str = "32-true") -> dict[str, tuple[float, float]]:
-    """(training, inference) images per second of each net on random CIFAR-sized batches,
-    channels_last, under ``precision``'s autocast, as train.py runs them: medians over
-    ``repeats`` rounds, the nets taking turns in each round so that load on the machine slows
-    all of them alike. In a round each net runs
-    training steps, then inference batches, for at least ``min_seconds`` each (one step is a few
-    milliseconds for the small nets: too short to time alone)."""
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-    opts = {n: torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9) for n, net in nets.items()}
-
-    def autocast():
-        return torch.autocast("cpu", dtype=AUTOCAST[precision]) if precision in AUTOCAST else nullcontext()
-
-    def train_step(n: str) -> None:
-        opts[n].zero_grad(set_to_none=True)
-        with autocast():
-            loss = torch.nn.functional.cross_entropy(nets[n](x), y)
-        loss.backward()
-        opts[n].step()
-
-    def timed(step, seconds: float) -> float:
-        """Seconds per call of ``step``, over as many calls as fill ``seconds``."""
-        calls, start = 0, time.perf_counter()
-        while calls == 0 or time.perf_counter() - start < seconds:
-            step()
-            calls += 1
-        return (time.perf_counter() - start) / calls
-
-    times = {n: ([], []) for n in nets}
-    for net in nets.values():
-        net.to(memory_format=torch.channels_last)
-    for i in range(warmup + repeats):
-        seconds = min_seconds if i >= warmup else 0.0  # warm-up rounds: one call each
-        for n, net in nets.items():
-            net.train()
-            t = timed(lambda: train_step(n), seconds)
-            net.eval()
-            with torch.no_grad(), autocast():
-                e = timed(lambda: net(x), seconds)
-            if i >= warmup:
-                times[n][0].append(t)
-                times[n][1].append(e)
-    return {n: (batch / statistics.median(t), batch / statistics.median(e)) for n, (t, e) in times.items()}
-
-
 def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, **_) -> tuple[str, list[Path]]:
     precision = runs_precision(runs)
     speed = (measure_speed({r.label: build(r.model) for r in runs}, batch=batch, repeats=repeats, precision=precision)
@@ -183,8 +122,9 @@ def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, *
                      pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)])
     text = md_table(["net", "params", "MACs", "MACs / standard", "train img/s (measured)", "infer img/s (measured)",
                      "train img/s (run log)", "val acc", "best val acc", "fit (min)"], rows)
-    text += ("\n\nMeasured by this command: " + (f"batch {batch}, {precision} (as the runs trained), channels_last, {torch.get_num_threads()} "
-             f"threads, torch {torch.__version__}, median of {repeats} rounds of at least 0.5 s per net and "
+    text += ("\n\nMeasured by this command: " + (
+             f"batch {batch}, {precision} (as the runs trained), channels_last, {torch.get_num_threads()} threads, "
+             f"torch {torch.__version__}, median of {repeats} rounds of at least {MIN_SECONDS:g} s per net and "
              f"mode, the nets taking turns; "
              if speed else "nothing (--repeats 0); ") +
              "'run log' is train/images_per_sec of each run's last epoch (data pipeline included, runs one after another).")
