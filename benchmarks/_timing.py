@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-ALIASES = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed", "16": "16-mixed"}
+from training.setup import ALIASES, PRECISIONS, autocast, canonical_precision  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -78,27 +77,6 @@ def interleave(cases: dict[str, Case], repeats: int, min_seconds: float, device:
 
 def median(values) -> float:
     return statistics.median(values)
-
-
-# --- precision -------------------------------------------------------------------------------
-
-def canonical_precision(precision: str, device: torch.device) -> str:
-    """'auto' as train.py resolves it (``training.setup.resolve_precision``), aliases to Lightning names."""
-    from training.setup import resolve_precision
-
-    if precision == "auto":
-        precision = resolve_precision("auto", "gpu" if device.type == "cuda" else "cpu")
-    precision = ALIASES.get(precision, precision)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision should be one of {', '.join([*PRECISIONS, 'auto', *ALIASES])}, "
-                         f"got {precision!r}")
-    return precision
-
-
-def autocast(precision: str, device: torch.device) -> AbstractContextManager:
-    """What Lightning's mixed-precision plugin enters around the forward pass (none for 32-true)."""
-    dtype = PRECISIONS[precision]
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int, repeats: int, min_seconds: float,

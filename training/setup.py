@@ -1,6 +1,7 @@
 """What ``train(cfg)`` needs before the first step: checks, precision, callbacks, resume path."""
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import hydra
@@ -157,6 +158,26 @@ def resolve_precision(precision, accelerator: str = "auto") -> str:
     except OSError:
         return "32-true"
     return "bf16-mixed" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "32-true"
+
+
+PRECISIONS = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # Lightning's names -> dtype
+ALIASES = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed", "16": "16-mixed"}
+
+
+def canonical_precision(precision, device: torch.device) -> str:
+    """'auto' as train.py resolves it (``resolve_precision``) and aliases to Lightning's names."""
+    precision = resolve_precision(precision, "gpu" if device.type == "cuda" else "cpu")
+    precision = ALIASES.get(precision, precision)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision should be one of {', '.join([*PRECISIONS, 'auto', *ALIASES])}, "
+                         f"got {precision!r}")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> AbstractContextManager:
+    """What Lightning's mixed-precision plugin enters around the forward pass (none for 32-true)."""
+    dtype = PRECISIONS[precision]
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def instantiate_list(group: DictConfig | None, **extra) -> list:

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import statistics
 import time
-from contextlib import nullcontext
 
 import torch
 
+from ..setup import autocast, canonical_precision
 from .runs import Run
 
 
-AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # Lightning's names; 32-true: none
-ALIASES = {"bf16": "bf16-mixed", "16": "16-mixed", "32": "32-true"}
 MIN_SECONDS = 0.5  # per net, mode and round: a training step of the small nets takes milliseconds
 
 
 def runs_precision(runs: list[Run]) -> str:
-    """The precision the runs trained in (config.yaml holds it resolved), if they all agree; else 32-true."""
-    from ..setup import resolve_precision
-
-    found = {resolve_precision(r.cfg.get("trainer", {}).get("precision", "32-true"), "cpu") for r in runs}
-    found = {ALIASES.get(p, p) for p in found}
+    """The precision the runs trained in (config.yaml holds it resolved), if they all agree and it
+    is one the speed measurement knows (fp32, bf16 or fp16 mixed); else 32-true."""
+    try:
+        found = {canonical_precision(r.cfg.get("trainer", {}).get("precision", "32-true"), torch.device("cpu"))
+                 for r in runs}
+    except ValueError:
+        return "32-true"
     return found.pop() if len(found) == 1 else "32-true"
 
 
@@ -33,16 +33,14 @@ def measure_speed(nets: dict[str, torch.nn.Module], batch: int = 128, repeats: i
     all of them alike. In a round each net runs training steps, then inference batches, for at
     least ``min_seconds`` each (one step is a few milliseconds for the small nets: too short to
     time alone)."""
+    cpu = torch.device("cpu")
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     opts = {n: torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9) for n, net in nets.items()}
 
-    def autocast():
-        return torch.autocast("cpu", dtype=AUTOCAST[precision]) if precision in AUTOCAST else nullcontext()
-
     def train_step(n: str) -> None:
         opts[n].zero_grad(set_to_none=True)
-        with autocast():
+        with autocast(precision, cpu):
             loss = torch.nn.functional.cross_entropy(nets[n](x), y)
         loss.backward()
         opts[n].step()
@@ -64,7 +62,7 @@ def measure_speed(nets: dict[str, torch.nn.Module], batch: int = 128, repeats: i
             net.train()
             t = timed(lambda: train_step(n), seconds)
             net.eval()
-            with torch.no_grad(), autocast():
+            with torch.no_grad(), autocast(precision, cpu):
                 e = timed(lambda: net(x), seconds)
             if i >= warmup:
                 times[n][0].append(t)
