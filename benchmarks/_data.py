@@ -43,7 +43,7 @@ class PILImages(Dataset):
 
 def datamodule(opts):
     """(datamodule after setup, description, ImageFolder train directory or None)."""
-    from data import FolderDataModule, SyntheticDataModule
+    from convzoo.data import FolderDataModule, SyntheticDataModule
 
     common = dict(batch_size=opts.batch_size, num_workers=opts.workers, device=str(opts.device))
     train_dir = Path(opts.data_root) / "train"

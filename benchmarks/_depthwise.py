@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 
 import torch
 
-from models import create_model
+from convzoo.models import create_model
 
 from ._models import infer_case, train_case
 from ._timing import interleave, median, run_steps

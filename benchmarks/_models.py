@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import create_model
-from models.complexity import complexity
-from training.module import param_groups
+from convzoo.models import create_model
+from convzoo.models.complexity import complexity
+from convzoo.training.module import param_groups
 
 from ._timing import Case, autocast, interleave, median
 

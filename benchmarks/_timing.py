@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from training.setup import ALIASES, PRECISIONS, autocast, canonical_precision  # noqa: F401 (re-exported)
+from convzoo.training.setup import ALIASES, PRECISIONS, autocast, canonical_precision  # noqa: F401 (re-exported)
 
 
 @dataclass

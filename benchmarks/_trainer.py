@@ -86,7 +86,7 @@ def lightning_rate(opts, precision: str) -> float:
 
 
 def bare_rate(opts, precision: str) -> float:
-    from training.module import param_groups
+    from convzoo.training.module import param_groups
 
     with tempfile.TemporaryDirectory(prefix="convzoo-bench-") as out:
         cfg = compose(opts, precision, out)

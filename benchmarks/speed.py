@@ -84,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def model_names(spec: str) -> list[str]:
-    from models import list_models
+    from convzoo.models import list_models
 
     names = []
     for part in (s.strip() for s in spec.split(",") if s.strip()):

@@ -82,7 +82,7 @@ def report(records: list[dict], target: float, budget: float, out: Path | None) 
         a_mean, a_std = mean_std([curves[s][i][1] for s in curves])
         lines.append(f"| {i + 1} | {t_mean:.0f} | {a_mean:.4f} ± {a_std:.4f} |")
     if out is not None:
-        from training.reporting import plt  # Agg backend
+        from convzoo.training.reporting import plt  # Agg backend
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
         for seed, curve in curves.items():
             ax.plot([t / 60 for t, _ in curve], [a for _, a in curve], "o-", ms=3, label=f"seed {seed}")

@@ -43,7 +43,7 @@ def get_block(name: str) -> type[nn.Module]:
 def _model_dir():
     from importlib.resources import files
 
-    return files("configs") / "model"
+    return files("convzoo.configs") / "model"
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models.layers.arithmetic import (ReceptiveField, conv_output_size, conv_transpose_output_size,
+from convzoo.models.layers.arithmetic import (ReceptiveField, conv_output_size, conv_transpose_output_size,
                                       effective_kernel_size, pool_output_size, receptive_field,
                                       same_padding)
 

@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from test_configs import CONFIG_DIR, compose_train
 from test_train import TINY, _cli, tags
 from train import train
-from training.autoencoder import DECODERS, AutoencoderModule, ConvAutoencoder, flat_code_pattern, pattern_rms
-from training.checkerboard import main as report_main
-from training.checkerboard import report_checkerboard
+from convzoo.training.autoencoder import DECODERS, AutoencoderModule, ConvAutoencoder, flat_code_pattern, pattern_rms
+from convzoo.training.checkerboard import main as report_main
+from convzoo.training.checkerboard import report_checkerboard
 
 SWEPT = ["transposed_k3", "transposed_k4", "resize"]
 
@@ -32,7 +32,7 @@ def test_decoder_restores_the_input_size_and_every_parameter_learns(decoder):
 
 
 def test_decoders_differ_only_in_their_upsampling_and_overlap_score():
-    from models.layers import checkerboard_score
+    from convzoo.models.layers import checkerboard_score
 
     nets = {d: ConvAutoencoder(decoder=d) for d in SWEPT}
     assert [len(n.decoder) for n in nets.values()] == [4, 4, 4]  # 1x1 in, then 3 x2 blocks

@@ -10,8 +10,8 @@ import torch
 from benchmarks import _depthwise as depthwise
 from benchmarks._timing import fmt, markdown
 from benchmarks.speed import main, parse_args, targets
-from models import create_model
-from models.complexity import complexity
+from convzoo.models import create_model
+from convzoo.models.complexity import complexity
 
 
 def _positive(rows, prefix):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.complexity import complexity, flop_counter_macs
-from models.registry import get_block, list_blocks
+from convzoo.models.complexity import complexity, flop_counter_macs
+from convzoo.models.registry import get_block, list_blocks
 
 INCEPTION = dict(ch1x1=8, ch3x3_reduce=8, ch3x3=16, ch5x5_reduce=4, ch5x5=8, pool_proj=8)
 # name -> (in_channels, out_channels, extra arguments); input is (2, in_channels, 8, 8).

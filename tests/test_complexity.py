@@ -5,11 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models import registry
-from models.__main__ import main
-from models.complexity import complexity, flop_counter_macs
-from models.layers.arithmetic import receptive_field
-from models.layers.conv import ConvNormAct
+from convzoo.models import registry
+from convzoo.models.__main__ import main
+from convzoo.models.complexity import complexity, flop_counter_macs
+from convzoo.models.layers.arithmetic import receptive_field
+from convzoo.models.layers.conv import ConvNormAct
 
 
 class Residual(nn.Module):

@@ -66,7 +66,7 @@ def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")))
 def test_experiment_sweeps_name_known_models(experiment):
-    from models import list_models
+    from convzoo.models import list_models
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)

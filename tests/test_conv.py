@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.layers.conv import ConvNormAct, NormAct, make_act, make_norm
+from convzoo.models.layers.conv import ConvNormAct, NormAct, make_act, make_norm
 
 
 @pytest.mark.parametrize("kernel, dilation, stride, size", [(3, 1, 1, 9), (5, 1, 2, 9), (3, 2, 1, 8), (7, 3, 2, 17)])

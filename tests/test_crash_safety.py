@@ -17,9 +17,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from models.registry import create_model
+from convzoo.models.registry import create_model
 from test_configs import compose_train
-from training.checkpoint_io import AtomicCheckpointIO, temp_path
+from convzoo.training.checkpoint_io import AtomicCheckpointIO, temp_path
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny run: 12 batches of 16 a epoch, half-width ResNet-20, one thread (the runs are compared
@@ -74,7 +74,7 @@ KILLED_WRITE = """
 import os, signal, sys, torch
 sys.path[:0] = [{root!r}, {tests!r}]
 from test_crash_safety import half_writing_save
-from training.checkpoint_io import AtomicCheckpointIO
+from convzoo.training.checkpoint_io import AtomicCheckpointIO
 torch.save = half_writing_save(lambda: os.kill(os.getpid(), signal.SIGKILL))
 AtomicCheckpointIO().save_checkpoint({{"epoch": 1, "w": torch.ones(1000)}}, {path!r})
 """
@@ -192,7 +192,7 @@ def run_ckpt(tmp_path_factory) -> Path:
 
 
 def test_create_model_loads_a_run_checkpoint_and_a_plain_state_dict(run_ckpt, tmp_path):
-    from training.evaluation import build_net, load_checkpoint
+    from convzoo.training.evaluation import build_net, load_checkpoint
 
     net = create_model("resnet20", checkpoint=run_ckpt, **SMALL).eval()
     reference = build_net(load_checkpoint(run_ckpt), run_ckpt)  # evaluate.py's reading of the same file

@@ -13,13 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from data import imagefolder
-from data.base import channel_stats, split_indices
-from data.cifar import CIFAR10_MEAN, CIFAR10DataModule, CIFAR100DataModule
-from data.folder import FolderDataModule
-from data.loader import InMemoryLoader
-from data.synthetic import SyntheticDataModule
-from data.torch_loader import make_torch_loader
+from convzoo.data import imagefolder
+from convzoo.data.base import channel_stats, split_indices
+from convzoo.data.cifar import CIFAR10_MEAN, CIFAR10DataModule, CIFAR100DataModule
+from convzoo.data.folder import FolderDataModule
+from convzoo.data.loader import InMemoryLoader
+from convzoo.data.synthetic import SyntheticDataModule
+from convzoo.data.torch_loader import make_torch_loader
 
 SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg"
 ZERO, ONE = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # mean/std that keep x / 255
@@ -256,7 +256,7 @@ def test_torch_loader_matches_in_memory_loader():
 
 
 def test_epoch_shuffle_sampler_is_a_function_of_seed_and_epoch():
-    from data.torch_loader import EpochShuffleSampler
+    from convzoo.data.torch_loader import EpochShuffleSampler
     a, b = EpochShuffleSampler(50, seed=3), EpochShuffleSampler(50, seed=3)
     first = list(a)
     assert sorted(first) == list(range(50)) and list(a) == first  # same epoch, same order
@@ -275,7 +275,7 @@ def test_memory_loader_falls_back_to_workers_when_the_split_does_not_fit(monkeyp
 
 
 def test_available_memory_reads_the_host():
-    from data.base import available_memory
+    from convzoo.data.base import available_memory
     free = available_memory(torch.device("cpu"))
     assert free is None or free > 2**20
 

@@ -16,11 +16,11 @@ from omegaconf import open_dict
 from PIL import Image
 
 from evaluate import evaluate
-from models import create_model
+from convzoo.models import create_model
 from test_configs import CONFIG_DIR, compose_train
 from test_train import TINY
 from train import train
-from training.setup import check_data_fits, check_resume_checkpoint, validate_config
+from convzoo.training.setup import check_data_fits, check_resume_checkpoint, validate_config
 
 
 def _run_dir(tmp_path: Path) -> Path:

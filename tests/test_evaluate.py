@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 
 import train
 from evaluate import evaluate
-from models import create_model
-from training.evaluation import load_checkpoint, resolve_data_config
+from convzoo.models import create_model
+from convzoo.training.evaluation import load_checkpoint, resolve_data_config
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 FAST_BENCH = ["benchmark.batch_size=8", "benchmark.repeats=1", "benchmark.warmup=1", "benchmark.latency_iters=1"]
@@ -149,9 +149,10 @@ def test_malicious_pickle_is_refused_and_never_runs(run, tmp_path):
 
 @pytest.mark.parametrize("where, target", [
     ("top", "os.system"),
-    ("top", "models.net.torch.load"),   # starts with "models." but reaches torch through an import
+    ("top", "convzoo.models.net.torch.load"),  # starts with "convzoo.models." but reaches torch through an import
     ("nested", "os.system"),            # Hydra instantiates nested targets too
-    ("top", "models.__class__"),
+    ("top", "convzoo.models.__class__"),
+    ("top", "models.Net"),              # the package is convzoo.models: a bare "models" is not ours
 ])
 def test_targets_outside_the_models_package_are_refused(run, tmp_path, where, target):
     marker, bad = tmp_path / "pwned", tmp_path / "bad.ckpt"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from models import ConvPoolBlock, Net, PatchWhitening, create_model, fit_whitening
+from convzoo.models import ConvPoolBlock, Net, PatchWhitening, create_model, fit_whitening
 from test_configs import compose_train
 from test_train import TINY
 from train import train
@@ -78,7 +78,7 @@ def test_conv_pool_airbench_switches():
 
 
 def test_lookahead_pulls_weights_to_the_slow_copy_and_resumes():
-    from training.lookahead import Lookahead
+    from convzoo.training.lookahead import Lookahead
 
     class Holder(nn.Module):
         def __init__(self):

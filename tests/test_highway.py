@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models.layers.highway import HighwayBlock
-from models.registry import get_block
+from convzoo.models.layers.highway import HighwayBlock
+from convzoo.models.registry import get_block
 
 
 def n_params(module: nn.Module) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.layers.inception import InceptionBlock
-from models.registry import get_block
+from convzoo.models.layers.inception import InceptionBlock
+from convzoo.models.registry import get_block
 
 # GoogLeNet's inception(3a) widths, scaled down by 8 to keep the test fast.
 WIDTHS = dict(ch1x1=8, ch3x3_reduce=12, ch3x3=16, ch5x5_reduce=2, ch5x5=4, pool_proj=4)

@@ -9,8 +9,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from models.complexity import complexity, flop_counter_macs
-from models.registry import create_model, list_models, model_config
+from convzoo.models.complexity import complexity, flop_counter_macs
+from convzoo.models.registry import create_model, list_models, model_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 MODEL_YAMLS = sorted((CONFIG_DIR / "model").glob("*.yaml"))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.net import Net, expand_stage, make_divisible
-from models.registry import create_model, get_block, list_blocks, list_models
+from convzoo.models.net import Net, expand_stage, make_divisible
+from convzoo.models.registry import create_model, get_block, list_blocks, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
 STEM = [{"block": "conv", "out_channels": 16}]

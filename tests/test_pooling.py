@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models.layers.arithmetic import conv_output_size, pool_output_size
-from models.layers.pooling import GlobalAvgPool2d, Pool2d
-from models.registry import get_block
+from convzoo.models.layers.arithmetic import conv_output_size, pool_output_size
+from convzoo.models.layers.pooling import GlobalAvgPool2d, Pool2d
+from convzoo.models.registry import get_block
 
 
 @settings(max_examples=40, deadline=None)

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from models.layers.arithmetic import conv_output_size
-from models.layers.reference import conv2d_im2col, conv_matrix
+from convzoo.models.layers.arithmetic import conv_output_size
+from convzoo.models.layers.reference import conv2d_im2col, conv_matrix
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models.layers.arithmetic import conv_output_size
-from models.layers.conv import ConvNormAct
-from models.layers.residual import (BasicBlock, Bottleneck, PlainBlock, PreActBlock, ShortcutA,
+from convzoo.models.layers.arithmetic import conv_output_size
+from convzoo.models.layers.conv import ConvNormAct
+from convzoo.models.layers.residual import (BasicBlock, Bottleneck, PlainBlock, PreActBlock, ShortcutA,
                                     make_shortcut)
-from models.layers.resnext import ResNeXtBlock
-from models.registry import get_block
+from convzoo.models.layers.resnext import ResNeXtBlock
+from convzoo.models.registry import get_block
 
 
 def n_params(module: nn.Module) -> int:

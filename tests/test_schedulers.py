@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from training import schedulers
-from training.module import param_groups
+from convzoo.training import schedulers
+from convzoo.training.module import param_groups
 
 
 def lrs(factory, total=100, per_epoch=10, **kwargs) -> list[float]:

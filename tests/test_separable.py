@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models.layers.conv import ConvNormAct
-from models.layers.separable import (DepthwiseSeparableConv, FlattenedConv, InvertedResidual,
+from convzoo.models.layers.conv import ConvNormAct
+from convzoo.models.layers.separable import (DepthwiseSeparableConv, FlattenedConv, InvertedResidual,
                                      SpatiallySeparableConv)
-from models.registry import get_block
+from convzoo.models.registry import get_block
 
 FAST = settings(max_examples=25, deadline=None)
 

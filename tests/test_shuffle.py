@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models.layers.conv import ConvNormAct
-from models.layers.shuffle import ChannelShuffle, ChannelShuffleBlock, ShuffleUnit, ShuffleV2Unit, channel_shuffle
-from models.registry import get_block
+from convzoo.models.layers.conv import ConvNormAct
+from convzoo.models.layers.shuffle import ChannelShuffle, ChannelShuffleBlock, ShuffleUnit, ShuffleV2Unit, channel_shuffle
+from convzoo.models.registry import get_block
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -14,16 +14,16 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from models import create_model
-from models.complexity import complexity
-from models.layers.highway import HighwayBlock
-from models.layers.pooling import Pool2d
-from models.registry import model_config
+from convzoo.models import create_model
+from convzoo.models.complexity import complexity
+from convzoo.models.layers.highway import HighwayBlock
+from convzoo.models.layers.pooling import Pool2d
+from convzoo.models.registry import model_config
 from test_configs import CONFIG_DIR, compose_train
 from test_train import TINY
 from train import train
-from training.callbacks import HighwayGateMonitor
-from training.studies import main, measure_speed, report
+from convzoo.training.callbacks import HighwayGateMonitor
+from convzoo.training.studies import main, measure_speed, report
 
 EFF = ["eff_standard", "eff_separable", "eff_grouped", "eff_grouped_shuffle", "eff_shuffle"]
 STUDY_EXPERIMENTS = ["degradation", "highway", "efficiency", "dilation", "pooling"]
@@ -205,7 +205,7 @@ def test_efficiency_report_states_the_shuffle_ablation(tmp_path, capsys):
 
 
 def test_efficiency_speed_is_measured_in_the_precision_the_runs_trained_in(tmp_path):
-    from training.studies.speed import runs_precision
+    from convzoo.training.studies.speed import runs_precision
 
     run = lambda precision: SimpleNamespace(cfg={"trainer": {"precision": precision}})  # noqa: E731
     assert runs_precision([run("bf16-mixed"), run("bf16")]) == "bf16-mixed"

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.layers.textcnn import TextCNN
+from convzoo.models.layers.textcnn import TextCNN
 
 
 @settings(max_examples=30, deadline=None)

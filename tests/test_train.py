@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from test_configs import compose_train
 from train import train
-from training.curves import main as curves_main
+from convzoo.training.curves import main as curves_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data=synthetic", "data.num_samples=192", "data.val_size=64", "data.test_size=64",
@@ -55,7 +55,7 @@ def test_fit_logs_tags_checkpoints_and_tests(tmp_path, capsys):
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 2 and (tmp_path / "c.png").stat().st_size > 1000  # header + 2 epochs
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["params"] == sum(p.numel() for p in __import__("models").create_model("resnet20").parameters())
+    assert saved["params"] == sum(p.numel() for p in __import__("convzoo.models").models.create_model("resnet20").parameters())
 
 
 def test_resume_from_last_continues_the_same_run(tmp_path):

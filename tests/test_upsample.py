@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models.layers.arithmetic import conv_transpose_output_size
-from models.layers.upsample import ResizeConvUp, TransposedConvUp, checkerboard_score, transposed_padding
-from models.registry import get_block
+from convzoo.models.layers.arithmetic import conv_transpose_output_size
+from convzoo.models.layers.upsample import ResizeConvUp, TransposedConvUp, checkerboard_score, transposed_padding
+from convzoo.models.registry import get_block
 
 FAST = settings(max_examples=40, deadline=None)
 

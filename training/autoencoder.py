@@ -28,8 +28,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchvision.utils import make_grid
 
-from models.complexity import complexity
-from models.layers import ConvNormAct, ResizeConvUp, TransposedConvUp, checkerboard_score
+from convzoo.models.complexity import complexity
+from convzoo.models.layers import ConvNormAct, ResizeConvUp, TransposedConvUp, checkerboard_score
 
 from .cli import ensure_writable
 from .module import param_groups

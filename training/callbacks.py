@@ -135,7 +135,7 @@ class HighwayGateMonitor(L.Callback):
         return f"gates/{module_name}"
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        from models.layers.highway import HighwayBlock
+        from convzoo.models.layers.highway import HighwayBlock
 
         net = getattr(pl_module, "net", pl_module)
         self._blocks = {self.tag(name): m for name, m in net.named_modules() if isinstance(m, HighwayBlock)}

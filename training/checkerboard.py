@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from models.serialization import safe_torch_load
+from convzoo.models.serialization import safe_torch_load
 
 from .reporting import plt
 

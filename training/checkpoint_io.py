@@ -21,7 +21,7 @@ import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from models.serialization import safe_torch_load
+from convzoo.models.serialization import safe_torch_load
 
 log = logging.getLogger(__name__)
 

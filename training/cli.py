@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from data.cifar import DataUnavailableError
+from convzoo.data.cifar import DataUnavailableError
 
 T = TypeVar("T")
 

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from models.serialization import safe_torch_load
+from convzoo.models.serialization import safe_torch_load
 
 from .reporting import confusion_matrix, per_class_accuracy
 from .setup import instantiate_checked
 
-# Dotted names only, no private or dunder parts: ``models.Net``, ``models.net.Net``.
+# Dotted names only, no private or dunder parts: ``convzoo.models.Net``, ``convzoo.models.net.Net``.
 _TARGET = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 
 
@@ -46,7 +46,7 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def check_targets(cfg, package: str = "models", where: str = "model_cfg") -> None:
+def check_targets(cfg, package: str = "convzoo.models", where: str = "model_cfg") -> None:
     """Every ``_target_`` anywhere in ``cfg`` must resolve to a callable defined in ``package``.
 
     The resolved object's own ``__module__`` is checked, not just the name's prefix: a name such
@@ -64,8 +64,8 @@ def check_targets(cfg, package: str = "models", where: str = "model_cfg") -> Non
 
 def _check_target(target, package: str, where: str) -> None:
     refuse = (f"refusing to instantiate {where}._target_={target!r}: only callables defined in this "
-              f"project's {package!r} package are built from a checkpoint (e.g. models.Net)")
-    if not isinstance(target, str) or not _TARGET.fullmatch(target) or target.split(".")[0] != package:
+              f"project's {package!r} package are built from a checkpoint (e.g. convzoo.models.Net)")
+    if not isinstance(target, str) or not _TARGET.fullmatch(target) or not target.startswith(package + "."):
         raise ValueError(refuse)
     try:
         obj = hydra.utils.get_object(target)
@@ -118,7 +118,7 @@ def resolve_data_config(cfg: DictConfig, run_cfg: DictConfig | None, overrides: 
     if any(o.key_or_group == "data" for o in parsed):
         return cfg.data  # a different data set: the composed group, with its dotted overrides
     data = copy.deepcopy(run_cfg.data)
-    check_targets(OmegaConf.to_container(data), package="data", where="run config data")
+    check_targets(OmegaConf.to_container(data), package="convzoo.data", where="run config data")
     with open_dict(data):
         for o in parsed:
             key = o.key_or_group[len("data."):]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from models.complexity import si
+from convzoo.models.complexity import si
 
 from .reporting import leaderboard_figure
 

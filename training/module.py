@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from models.layers.whitening import PatchWhitening, fit_whitening
+from convzoo.models.layers.whitening import PatchWhitening, fit_whitening
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 

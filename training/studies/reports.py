@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from models.complexity import complexity, si
+from convzoo.models.complexity import complexity, si
 
 from ..reporting import plt
 from .runs import Run, build, curves_axes, gate_biases, md_table, minutes, number, pct, save
@@ -181,7 +181,7 @@ def stage_rf(report, stage: int) -> float | None:
 
 
 def dilation(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
-    from models import create_model
+    from convzoo.models import create_model
 
     nets = {r.label: (r, build(r.model)) for r in runs} or \
         {name: (None, create_model(name)) for name in ("resnet20", "dilated_resnet20")}
