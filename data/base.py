@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from convzoo.models.layers.validate import check_choice, check_positive
+from convzoo.checks import check_choice, check_positive
 
 from .loader import InMemoryLoader, check_mean_std
 from .torch_loader import make_torch_loader

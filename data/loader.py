@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from convzoo.models.layers.validate import check_positive
+from convzoo.checks import check_positive
 
 from .augment import cutout_, gather_crop_flip, normalize, normalize_constants, pad_images
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from convzoo.models.layers.validate import check_positive
+from convzoo.checks import check_positive
 
 from .base import ImageDataModule, Split
 

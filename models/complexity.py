@@ -44,7 +44,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .layers.validate import check_positive
+from convzoo.checks import check_positive
 
 GLOBAL = "global"
 _CONV = {"conv1d", "conv2d", "conv3d"}

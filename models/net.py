@@ -22,7 +22,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .layers.validate import check_input
+from convzoo.checks import check_input
+
 from .registry import get_block
 
 _SPEC_KEYS = ("block", "out_channels", "in_channels", "stride", "num_blocks", "scale")

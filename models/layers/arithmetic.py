@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .validate import check_positive
+from convzoo.checks import check_positive
 
 
 def effective_kernel_size(kernel_size: int, dilation: int = 1) -> int:

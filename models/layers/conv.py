@@ -13,9 +13,10 @@ from typing import Callable, Union
 import torch
 from torch import nn
 
+from convzoo.checks import check_channels, check_divisible, check_positive
+
 from ..registry import register_block
 from .arithmetic import same_padding
-from .validate import check_channels, check_divisible, check_positive
 
 LayerSpec = Union[str, Callable[..., nn.Module], None]
 

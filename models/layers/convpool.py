@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convzoo.checks import check_channels, check_positive
+
 from ..registry import register_block
 from .conv import LayerSpec, make_act, make_norm
-from .validate import check_channels, check_positive
 
 
 @register_block("conv_pool")

@@ -12,11 +12,12 @@ import numbers
 import torch
 from torch import nn
 
+from convzoo.checks import check_channels, check_choice, check_positive
+
 from ..registry import register_block
 from .arithmetic import same_padding
 from .conv import ConvNormAct, LayerSpec
 from .residual import make_shortcut
-from .validate import check_channels, check_choice, check_positive
 
 
 @register_block("highway")

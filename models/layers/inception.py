@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convzoo.checks import check_positive
+
 from ..registry import register_block
 from .conv import ConvNormAct, LayerSpec
-from .validate import check_positive
 
 
 @register_block("inception")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convzoo.checks import check_choice, check_positive
+
 from ..registry import register_block
 from .conv import ConvNormAct, LayerSpec
-from .validate import check_choice, check_positive
 
 
 @register_block("pool")

@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from convzoo.checks import check_divisible, check_positive
+
 from .arithmetic import conv_output_size
-from .validate import check_divisible, check_positive
 
 IntPair = int | tuple[int, int]
 

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convzoo.checks import check_channels, check_choice, check_divisible, check_positive
+
 from ..registry import register_block
 from .conv import ConvNormAct, LayerSpec, make_act, make_norm
-from .validate import check_channels, check_choice, check_divisible, check_positive
 
 SHORTCUTS = ("A", "B")
 

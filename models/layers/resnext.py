@@ -13,10 +13,11 @@ ResNeXt-29 2x64d on CIFAR: stages of 3 blocks with ``out_channels`` 256 / 512 / 
 """
 from __future__ import annotations
 
+from convzoo.checks import check_divisible, check_positive
+
 from ..registry import register_block
 from .conv import LayerSpec
 from .residual import Bottleneck
-from .validate import check_divisible, check_positive
 
 
 @register_block("resnext")

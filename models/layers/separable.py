@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convzoo.checks import check_channels, check_choice, check_positive
+
 from ..registry import register_block
 from .conv import ConvNormAct, LayerSpec, make_act, make_norm
-from .validate import check_channels, check_choice, check_positive
 
 
 def _is_linear(norm_layer: LayerSpec, act_layer: LayerSpec) -> bool:

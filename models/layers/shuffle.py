@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convzoo.checks import check_channels, check_choice, check_divisible, check_positive
+
 from ..registry import register_block
 from .conv import ConvNormAct, LayerSpec, make_act
-from .validate import check_channels, check_choice, check_divisible, check_positive
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

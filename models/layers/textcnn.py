@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from convzoo.checks import check_positive
+
 from .conv import LayerSpec, make_act
-from .validate import check_positive
 
 
 class TextCNN(nn.Module):

@@ -18,10 +18,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from convzoo.checks import check_channels, check_choice, check_positive
+
 from ..registry import register_block
 from .arithmetic import effective_kernel_size
 from .conv import ConvNormAct, LayerSpec, make_act, make_norm
-from .validate import check_channels, check_choice, check_positive
 
 
 def transposed_padding(kernel_size: int, stride: int) -> tuple[int, int]:

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convzoo.checks import check_positive
+
 from ..registry import register_block
 from .conv import LayerSpec, make_act
-from .validate import check_positive
 
 
 @register_block("whiten")

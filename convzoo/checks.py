@@ -1,4 +1,5 @@
-"""Argument checks shared by every block: each error names the value and what would be valid."""
+"""Argument checks shared by blocks, networks and datamodules: each error names the value and what
+would be valid."""
 from __future__ import annotations
 
 from collections.abc import Iterable
