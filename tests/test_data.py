@@ -266,10 +266,10 @@ def test_epoch_shuffle_sampler_is_a_function_of_seed_and_epoch():
 
 
 def test_memory_loader_falls_back_to_workers_when_the_split_does_not_fit(monkeypatch):
-    import data.base
+    from convzoo.data import base
     dm = SyntheticDataModule(num_samples=40, val_size=8, batch_size=8, num_workers=0)
     assert not isinstance(dm.train_dataloader(), torch.utils.data.DataLoader)
-    monkeypatch.setattr(data.base, "available_memory", lambda device: 1000)  # 1 kB free
+    monkeypatch.setattr(base, "available_memory", lambda device: 1000)  # 1 kB free
     with pytest.warns(UserWarning, match="needs 0.0 GiB on cpu but only 0.0 GiB are free; using data.loader=torch"):
         assert isinstance(dm.train_dataloader(), torch.utils.data.DataLoader)
 

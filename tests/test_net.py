@@ -102,8 +102,8 @@ def test_create_model_works_from_a_plain_install(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(ROOT)], check=True, cwd=tmp_path)
-    code = ("import models, sys; assert models.__file__.startswith(sys.argv[1]), models.__file__; "
-            "names = models.list_models(); m = models.create_model('resnet20', num_classes=100); "
+    code = ("import convzoo, sys; assert convzoo.__file__.startswith(sys.argv[1]), convzoo.__file__; "
+            "names = convzoo.list_models(); m = convzoo.create_model('resnet20', num_classes=100); "
             "print(len(names), m.fc.out_features)")
     out = subprocess.run([sys.executable, "-c", code, str(target)], check=True, cwd=tmp_path,
                          capture_output=True, text=True, env={"PYTHONPATH": str(target), "PATH": ""})
