@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable, Union
 
-import torch
 from torch import nn
 
 from convzoo.checks import check_channels, check_divisible, check_positive
@@ -128,9 +127,6 @@ class ConvNormAct(nn.Sequential):
     @property
     def act(self) -> nn.Module:
         return self[2]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x)
 
 
 @register_block("norm_act")
