@@ -27,6 +27,48 @@ PAPER_SIZES = {
 }
 
 
+# Every architecture's parameter count and MACs (10 classes, 3x32x32 input), pinned: a refactor of
+# the YAML (family bases, interpolation) or of a block must build exactly the same networks.
+# A new model: add its line, with the numbers `python -m convzoo.models` prints.
+PINNED = {
+    "allconv": (1_370_986, 281_053_056),
+    "allconv_pool": (955_690, 238_585_728),
+    "dilated_resnet20": (269_722, 79_479_424),
+    "eff_grouped": (76_842, 12_682_496),
+    "eff_grouped_shuffle": (76_842, 12_682_496),
+    "eff_separable": (39_754, 7_050_496),
+    "eff_shuffle": (25_130, 5_326_080),
+    "eff_standard": (298_026, 48_071_936),
+    "fastnet": (569_378, 54_223_904),
+    "googlenet": (5_871_914, 1_447_241_728),
+    "highway_19": (2_280_450, 372_499_792),
+    "highway_32": (1_217_226, 174_346_960),
+    "hybrid_example": (459_498, 96_047_104),
+    "mobilenet_v1": (3_217_226, 46_354_432),
+    "mobilenet_v2_x0_5": (700_490, 27_969_024),
+    "mobilenet_v2_x0_75": (1_368_234, 59_310_080),
+    "mobilenet_v2_x1_0": (2_236_682, 87_976_448),
+    "mobilenet_v2_x1_4": (4_333_706, 170_073_344),
+    "plain20": (269_722, 40_551_040),
+    "plain56": (853_018, 125_485_696),
+    "preact_resnet18": (11_172_170, 555_422_720),
+    "resnet110": (1_727_962, 252_887_680),
+    "resnet20": (269_722, 40_551_040),
+    "resnet32": (464_154, 68_862_592),
+    "resnet44": (658_586, 97_174_144),
+    "resnet56": (853_018, 125_485_696),
+    "resnext29_2x64d": (9_130_314, 1_411_065_856),
+    "shufflenet_v1_g1": (960_706, 44_546_688),
+    "shufflenet_v1_g2": (940_858, 43_743_552),
+    "shufflenet_v1_g3": (914_338, 42_590_592),
+    "shufflenet_v1_g4": (890_234, 41_531_008),
+    "shufflenet_v1_g8": (913_138, 42_703_872),
+    "shufflenet_v2_x0_5": (352_042, 10_902_016),
+    "shufflenet_v2_x1_0": (1_263_854, 45_002_112),
+    "shufflenet_v2_x1_5": (2_488_874, 94_259_712),
+    "shufflenet_v2_x2_0": (5_365_486, 187_811_200),
+}
+
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -131,3 +173,17 @@ def test_width_multiplier_half_builds_smaller(name):
     assert n_params(half) < n_params(create_model(name))
     with torch.no_grad():
         assert half(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_count_and_macs_are_pinned(name):
+    assert name in PINNED, (f"model {name} has no pinned size: add \"{name}\": (params, MACs) to PINNED in "
+                            f"tests/test_models.py (the numbers `python -m convzoo.models` prints)")
+    model = create_model(name)
+    params, macs = PINNED[name]
+    assert n_params(model) == params, f"{name}: {n_params(model):,} parameters, pinned {params:,}"
+    assert complexity(model, (3, 32, 32)).total_macs == macs, f"{name}: MACs differ from the pinned {macs:,}"
+
+
+def test_every_pinned_model_exists():
+    assert sorted(set(PINNED) - set(MODELS)) == [], "PINNED names models that no longer exist"
