@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision import transforms as T
 
-from ._timing import Case, interleave, median
+from convzoo.training.timing import Case, interleave, median
 
 
 class PILImages(Dataset):

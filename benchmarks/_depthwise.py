@@ -18,9 +18,7 @@ from contextlib import ExitStack, contextmanager
 import torch
 
 from convzoo.models import create_model
-
-from ._models import infer_case, train_case
-from ._timing import interleave, median, run_steps
+from convzoo.training.timing import infer_case, interleave, median, run_steps, train_case
 
 
 @contextmanager

@@ -1,71 +1,23 @@
 """Table 1: every zoo model's size, training and inference speed, and MFU against the matmul peak.
 
 A training step is what ``train.py`` does per batch, minus the Lightning loop (table 3 measures
-that): channels_last weights and batch, forward under the precision's autocast, cross-entropy
-with label smoothing 0.1, backward, SGD step (Nesterov momentum 0.9, weight decay 5e-4 off
-norms and biases, as configs/optimizer/sgd.yaml). Inputs are random: speed does not depend on
-the pixels. MFU = achieved FLOP/s / matmul peak, with FLOPs = 2 x MACs per image forward and
-3 x that for a training step (backward ~ 2 x forward: input and weight gradients).
+that): ``training.timing.train_case``, channels_last weights and batch, forward under the
+precision's autocast, cross-entropy with label smoothing 0.1, backward, SGD step (Nesterov
+momentum 0.9, weight decay 5e-4 off norms and biases, as configs/optimizer/sgd.yaml). Inputs are
+random: speed does not depend on the pixels. MFU = achieved FLOP/s / matmul peak, with FLOPs =
+2 x MACs per image forward and 3 x that for a training step (backward ~ 2 x forward: input and
+weight gradients).
 """
 from __future__ import annotations
 
 import copy
 import sys
-from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from convzoo.models import create_model
 from convzoo.models.complexity import complexity
-from convzoo.training.module import param_groups
-
-from ._timing import Case, autocast, interleave, median
-
-
-def _batch(batch_size: int, device, channels_last: bool, num_classes: int = 10):
-    x = torch.randn(batch_size, 3, 32, 32, device=device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, torch.randint(0, num_classes, (batch_size,), device=device)
-
-
-def _prepare(net: nn.Module, batch_size: int, device, channels_last: bool, *, train: bool):
-    """``net`` on ``device`` in train or eval mode (channels_last if asked) and a random batch for it."""
-    net = net.to(device).train(train)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    return net, _batch(batch_size, device, channels_last)
-
-
-def train_case(net: nn.Module, batch_size: int, precision: str, device, *, channels_last: bool = True,
-               context=nullcontext) -> Case:
-    """One SGD step per call on a fixed random batch; ``net`` is trained in place."""
-    net, (x, y) = _prepare(net, batch_size, device, channels_last, train=True)
-    optimizer = torch.optim.SGD(param_groups(net, 5e-4, True), lr=0.1, momentum=0.9, nesterov=True)
-
-    def step():
-        with autocast(precision, device):
-            logits = net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return Case(step, work=batch_size, context=context)
-
-
-def infer_case(net: nn.Module, batch_size: int, precision: str, device, *, channels_last: bool = True,
-               context=nullcontext) -> Case:
-    """One eval-mode forward pass per call under ``torch.inference_mode``."""
-    net, (x, _) = _prepare(net, batch_size, device, channels_last, train=False)
-
-    def step():
-        with torch.inference_mode(), autocast(precision, device):
-            net(x)
-
-    return Case(step, work=batch_size, context=context)
+from convzoo.training.timing import infer_case, interleave, median, train_case
 
 
 def size_of(name: str) -> tuple[int, int]:

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from ._timing import autocast, median, sync
+from convzoo.training.setup import autocast
+from convzoo.training.timing import median, sync
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CHANGED = ("the progress bar off (it redraws every step; train.py has it on), and no checkpoint callback or "
@@ -86,7 +87,7 @@ def lightning_rate(opts, precision: str) -> float:
 
 
 def bare_rate(opts, precision: str) -> float:
-    from convzoo.training.module import param_groups
+    from convzoo.training.task import param_groups
 
     with tempfile.TemporaryDirectory(prefix="convzoo-bench-") as out:
         cfg = compose(opts, precision, out)

@@ -25,7 +25,10 @@ if str(ROOT) not in sys.path:  # run as a script: make models/, data/, training/
 
 import torch  # noqa: E402
 
-from benchmarks._timing import canonical_precision, machine_rows, markdown, matmul_peak  # noqa: E402
+from convzoo.training.machine import machine_rows  # noqa: E402
+from convzoo.training.setup import canonical_precision  # noqa: E402
+from convzoo.training.tables import records_table  # noqa: E402
+from convzoo.training.timing import matmul_peak  # noqa: E402
 
 TABLES = ("models", "data", "trainer", "depthwise")
 QUICK = dict(repeats=1, min_seconds=0.0, warmup=1, batch_size=16, infer_batch_size=32, trainer_steps=2,
@@ -154,7 +157,7 @@ def main(argv=None) -> dict[str, list[dict]]:
     tables, results, out = {"machine": machine_rows(opts.device, default)}, {}, []
 
     def emit(title: str, name: str, note: str = "") -> None:
-        text = f"### {title}\n\n{markdown(tables[name])}\n" + (f"\n{note}\n" if note else "")
+        text = f"### {title}\n\n{records_table(tables[name])}\n" + (f"\n{note}\n" if note else "")
         out.append(text)
         print(text, flush=True)
 

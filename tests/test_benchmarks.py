@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from benchmarks import _depthwise as depthwise
-from benchmarks._timing import fmt, markdown
 from benchmarks.speed import main, parse_args, targets
 from convzoo.models import create_model
 from convzoo.models.complexity import complexity
+from convzoo.training.tables import format_number, records_table
 
 
 def _positive(rows, prefix):
@@ -82,12 +82,12 @@ def test_targets_pass_fail_and_default_precision():
     assert "default == fp32" in rows[2]["note"]
 
 
-def test_markdown_aligns_numbers_right():
-    text = markdown([{"name": "a", "n": 1234, "x": 0.5}, {"name": "bb", "n": 5, "x": None}])
+def test_records_table_aligns_numbers_right():
+    text = records_table([{"name": "a", "n": 1234, "x": 0.5}, {"name": "bb", "n": 5, "x": None}])
     head, rule, first, second = text.splitlines()
     assert head == "| name |     n |     x |" and rule == "|------|------:|------:|"
     assert first == "| a    | 1,234 | 0.500 |" and second == "| bb   |     5 |     - |"
-    assert [fmt(v) for v in (0.9621, 2.5, 12.34, 1234.5, "x")] == ["0.962", "2.50", "12.3", "1,234", "x"]
+    assert [format_number(v) for v in (0.9621, 2.5, 12.34, 1234.5, "x")] == ["0.962", "2.50", "12.3", "1,234", "x"]
 
 
 @pytest.mark.parametrize("argv, message", [(["--tables", "models,speed"], "unknown speed"),

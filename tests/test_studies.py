@@ -22,8 +22,8 @@ from convzoo.models.registry import model_config
 from test_configs import CONFIG_DIR, compose_train
 from test_train import TINY
 from train import train
-from convzoo.training.callbacks import HighwayGateMonitor
-from convzoo.training.studies import main, measure_speed, report
+from convzoo.studies.highway import HighwayGateMonitor
+from convzoo.training.studies import main, report
 
 EFF = ["eff_standard", "eff_separable", "eff_grouped", "eff_grouped_shuffle", "eff_shuffle"]
 STUDY_EXPERIMENTS = ["degradation", "highway", "efficiency", "dilation", "pooling"]
@@ -206,6 +206,7 @@ def test_efficiency_report_states_the_shuffle_ablation(tmp_path, capsys):
 
 def test_efficiency_speed_is_measured_in_the_precision_the_runs_trained_in(tmp_path):
     from convzoo.training.studies.speed import runs_precision
+    from convzoo.training.timing import measure_training_and_inference
 
     run = lambda precision: SimpleNamespace(cfg={"trainer": {"precision": precision}})  # noqa: E731
     assert runs_precision([run("bf16-mixed"), run("bf16")]) == "bf16-mixed"
@@ -213,8 +214,8 @@ def test_efficiency_speed_is_measured_in_the_precision_the_runs_trained_in(tmp_p
     assert runs_precision([run("bf16-mixed"), run("32-true")]) == "32-true"  # they disagree: fp32
     nets = {"a": create_model("eff_separable", width_mult=0.25)}
     for precision in ("32-true", "bf16-mixed"):
-        (train_ips, infer_ips), = measure_speed(nets, batch=4, repeats=1, warmup=0, min_seconds=0,
-                                                precision=precision).values()
+        (train_ips, infer_ips), = measure_training_and_inference(nets, batch=4, repeats=1, warmup=0, min_seconds=0,
+                                                                 precision=precision).values()
         assert train_ips > 0 and infer_ips > 0
 
 
@@ -243,9 +244,9 @@ def test_all_reports_each_study_found_and_pooling_tells_the_downsampling_apart(t
 
 
 def test_checkerboard_is_the_autoencoder_report(tmp_path, monkeypatch):
-    import training.checkerboard
+    import convzoo.training.checkerboard
 
-    monkeypatch.setattr(training.checkerboard, "report_checkerboard", lambda d, out: f"decoders of {d.name}")
+    monkeypatch.setattr(convzoo.training.checkerboard, "report_checkerboard", lambda d, out: f"decoders of {d.name}")
     assert "decoders of sweep" in report("checkerboard", [tmp_path / "sweep"], tmp_path / "out")
 
 

@@ -8,7 +8,6 @@ reconstructions, and the pattern each decoder paints on a spatially constant cod
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -17,29 +16,21 @@ import torch
 from convzoo.models.serialization import safe_torch_load
 
 from .reporting import plt
+from .runs import AUTOENCODER, find_runs
+from .tables import EMPTY, markdown_table
 
 COLUMNS = ("decoder", "val loss (MSE)", "val PSNR (dB)", "checkerboard score", "flat-code pattern RMS",
            "params", "MACs", "epochs", "fit (min)")
 
 
-def find_autoencoder_runs(sweep_dir: Path) -> list[Path]:
-    """Run folders under ``sweep_dir`` (itself included) whose metrics.json names a decoder, in job order."""
-    def job(run: Path) -> tuple:  # <sweep>/<job number>_<model name>
-        head = run.name.split("_")[0]
-        return str(run.parent), int(head) if head.isdigit() else 1 << 30, run.name
-
-    runs = [p.parent for p in Path(sweep_dir).rglob("metrics.json") if "decoder" in json.loads(p.read_text())]
-    return sorted(runs, key=job)
-
-
 def _row(metrics: dict) -> list[str]:
     def num(key: str, fmt: str) -> str:
-        return format(metrics[key], fmt) if metrics.get(key) is not None else "-"
+        return format(metrics[key], fmt) if metrics.get(key) is not None else EMPTY
 
     return [f"`{metrics['decoder']}`", num("val/loss", ".4f"), num("val/psnr", ".2f"),
             num("decoder/checkerboard_score", ".2f"), num("val/checkerboard_rms", ".2f"),
-            f"{metrics['params'] / 1e3:.1f}k", f"{metrics['macs'] / 1e6:.2f}M", str(metrics.get("epochs", "-")),
-            f"{metrics['fit_seconds'] / 60:.1f}" if "fit_seconds" in metrics else "-"]
+            f"{metrics['params'] / 1e3:.1f}k", f"{metrics['macs'] / 1e6:.2f}M", str(metrics.get("epochs", EMPTY)),
+            f"{metrics['fit_seconds'] / 60:.1f}" if "fit_seconds" in metrics else EMPTY]
 
 
 def checkerboard_figure(saved: list[dict]):
@@ -74,26 +65,24 @@ def checkerboard_figure(saved: list[dict]):
 
 def report_checkerboard(sweep_dir: Path, out_dir: Path) -> str:
     """Markdown table of the sweep's autoencoder runs; writes ``out_dir/checkerboard.png``."""
-    runs = find_autoencoder_runs(Path(sweep_dir))
+    runs = find_runs(Path(sweep_dir), task=AUTOENCODER)
     if not runs:
         raise FileNotFoundError(f"no autoencoder runs (metrics.json with a 'decoder' entry) under {sweep_dir}; "
                                 "run python train.py -m experiment=checkerboard first")
-    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
-    missing = [str(run) for run in runs if not (run / "reconstructions.pt").is_file()]
+    missing = [str(run.path) for run in runs if not (run.path / "reconstructions.pt").is_file()]
     if missing:
         raise FileNotFoundError(f"no reconstructions.pt in {', '.join(missing)}: the run did not finish")
-    saved = [safe_torch_load(run / "reconstructions.pt") for run in runs]
+    saved = [safe_torch_load(run.path / "reconstructions.pt") for run in runs]
     for run, s in zip(runs[1:], saved[1:]):
         if not torch.equal(s["originals"], saved[0]["originals"]):
-            raise ValueError(f"{run} reconstructed other validation images than {runs[0]} (other data or "
+            raise ValueError(f"{run.path} reconstructed other validation images than {runs[0].path} (other data or "
                              "seed): compare runs of one sweep")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fig = checkerboard_figure(saved)
     fig.savefig(out_dir / "checkerboard.png")
     plt.close(fig)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
-    lines += ["| " + " | ".join(_row(m)) + " |" for m in metrics]
+    table = markdown_table(COLUMNS, [_row(run.metrics) for run in runs])
     notes = ("checkerboard score: unevenness (max - min) / max of the decoder's kernel overlap, from its "
              "architecture (`models.layers.checkerboard_score`; 0 = even). Flat-code pattern RMS: the "
              "trained decoder's output on a spatially constant code (the mean code of a validation batch), "
@@ -101,7 +90,7 @@ def report_checkerboard(sweep_dir: Path, out_dir: Path) -> str:
     commands = ("```bash\npython train.py -m experiment=checkerboard "
                 "data=folder data.root=../shared/datasets/cifar10-jpeg\n"
                 f"python -m training.checkerboard <the sweep folder> --out {out_dir}\n```\n\n")
-    return (commands + "\n".join(lines) + "\n\n" + notes
+    return (commands + table + "\n\n" + notes
             + f"\n\n![checkerboard: reconstructions by decoder]({out_dir / 'checkerboard.png'})\n")
 
 

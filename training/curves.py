@@ -7,46 +7,40 @@ Several runs are drawn on the same axes, labelled by their folder name (or model
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from .reporting import plt
+from .runs import Run, read_scalars
+from .tables import markdown_table
 
 TAGS = ("train/loss_epoch", "train/acc_epoch", "val/loss", "val/acc", "train/epoch_seconds")
 
 
 def read_curves(run_dir: str | Path) -> dict[str, list[float]]:
     """Per-epoch values of TAGS, in step order (one value per epoch each)."""
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    available = set(acc.Tags()["scalars"])
-    if "val/acc" not in available:
+    scalars = read_scalars(run_dir, TAGS)
+    if "val/acc" not in scalars:
         raise ValueError(f"{run_dir} has no val/acc events; is it a convzoo run folder?")
-    return {tag: [e.value for e in sorted(acc.Scalars(tag), key=lambda e: e.step)]
-            for tag in TAGS if tag in available}
+    return {tag: [value for _, value, _ in points] for tag, points in scalars.items()}
 
 
 def run_label(run_dir: Path) -> str:
-    metrics = run_dir / "metrics.json"
-    if metrics.is_file():
-        return json.loads(metrics.read_text()).get("model", run_dir.name)
+    if (run_dir / "metrics.json").is_file():
+        return Run(run_dir).metrics.get("model", run_dir.name)
     return run_dir.name
 
 
 def markdown(curves: dict[str, list[float]]) -> str:
     """One row per epoch: train loss and accuracy, validation loss and accuracy, cumulative time."""
-    rows = ["| epoch | train loss | train acc | val loss | val acc | elapsed (min) |", "|---:|---:|---:|---:|---:|---:|"]
-    elapsed = 0.0
+    rows, elapsed = [], 0.0
     for i, val_acc in enumerate(curves["val/acc"]):
         def get(tag):
             values = curves.get(tag, [])
             return values[i] if i < len(values) else float("nan")
         elapsed += get("train/epoch_seconds")
-        rows.append(f"| {i + 1} | {get('train/loss_epoch'):.3f} | {get('train/acc_epoch'):.4f} | "
-                    f"{get('val/loss'):.3f} | {val_acc:.4f} | {elapsed / 60:.1f} |")
-    return "\n".join(rows)
+        rows.append([i + 1, f"{get('train/loss_epoch'):.3f}", f"{get('train/acc_epoch'):.4f}",
+                     f"{get('val/loss'):.3f}", f"{val_acc:.4f}", f"{elapsed / 60:.1f}"])
+    return markdown_table(["epoch", "train loss", "train acc", "val loss", "val acc", "elapsed (min)"], rows, "rrrrrr")
 
 
 def plot(runs: dict[str, dict[str, list[float]]], out: Path) -> None:

@@ -5,8 +5,6 @@ accuracy against cost, and the same table and plot in TensorBoard (``<folder>/le
 from __future__ import annotations
 
 import csv
-import json
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +12,8 @@ import matplotlib.pyplot as plt
 from convzoo.models.complexity import si
 
 from .reporting import leaderboard_figure
+from .runs import Run, find_runs, number
+from .tables import EMPTY, markdown_table
 
 SORT_KEY = "val/acc_best"
 # (row key, heading); the CSV has every column, the Markdown table drops columns empty in every row
@@ -24,60 +24,40 @@ COLUMNS = [
     ("train/images_per_sec", "train img/s"), ("eval/images_per_sec", "infer img/s"),
     ("eval/latency_ms", "latency ms (bs 1)"), ("data", "data"), ("run", "run"),
 ]
+TEXT_COLUMNS = ("model", "data", "run", "eval/split")  # left-aligned; the others are numbers
 
 
-def find_runs(folder: str | Path) -> list[Path]:
-    """Every folder under ``folder`` (itself included) that holds a metrics.json, sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"runs={folder} is not a folder")
-    return sorted(p.parent for p in folder.rglob("metrics.json"))
-
-
-def _number(value):
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
-
-
-def read_run(run_dir: Path, root: Path) -> dict:
-    """One leaderboard row from a run folder (missing values are None)."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+def read_run(run: Run, root: Path) -> dict:
+    """One leaderboard row from a run (missing values are None)."""
+    metrics = run.metrics
     row = {key: metrics.get(key) for key in ("model", "data", "epochs", "best_checkpoint")}
     for key in ("params", "macs", "val/acc_best", "test/acc", "fit_seconds", "train/images_per_sec"):
-        row[key] = _number(metrics.get(key))
-    evaluation = run_dir / "eval.json"
-    if evaluation.is_file():
-        try:
-            ev = json.loads(evaluation.read_text())
-            row.update({"eval/acc": _number(ev.get("acc")), "eval/split": ev.get("split"),
-                        "eval/images_per_sec": _number(ev.get("images_per_sec")),
-                        "eval/latency_ms": _number(ev.get("latency_ms"))})
-        except (OSError, ValueError):
-            pass  # a half-written eval.json is not worth losing the row for
-    row["run"] = str(run_dir.relative_to(root)) if run_dir != root else "."
-    row["run_dir"] = str(run_dir)
+        row[key] = number(metrics.get(key))
+    ev = run.evaluation
+    if ev:
+        row.update({"eval/acc": number(ev.get("acc")), "eval/split": ev.get("split"),
+                    "eval/images_per_sec": number(ev.get("images_per_sec")),
+                    "eval/latency_ms": number(ev.get("latency_ms"))})
+    row["run"] = str(run.path.relative_to(root)) if run.path != root else "."
+    row["run_dir"] = str(run.path)
     return row
 
 
 def collect(folder: str | Path) -> tuple[list[dict], list[str]]:
     """(rows sorted by val/acc_best, best first, runs without it last; warnings for unreadable runs)."""
-    root = Path(folder)
-    rows, warnings = [], []
-    for run_dir in find_runs(root):
-        try:
-            rows.append(read_run(run_dir, root))
-        except (OSError, ValueError) as err:
-            warnings.append(f"skipped {run_dir}: unreadable metrics.json ({err})")
+    root, warnings = Path(folder), []
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs={folder} is not a folder")
+    rows = [read_run(run, root) for run in find_runs(root, skipped=warnings)]
     rows.sort(key=lambda r: (r.get(SORT_KEY) is None, -(r.get(SORT_KEY) or 0.0), r["run"]))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     return rows, warnings
 
 
-
-
 def _cell(key: str, value) -> str:
     if value is None or value == "":
-        return "-"
+        return EMPTY
     if key in ("params", "macs"):
         return si(value)
     if key.endswith("/acc") or key.endswith("acc_best"):
@@ -92,13 +72,11 @@ def _cell(key: str, value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def markdown_table(rows: list[dict]) -> str:
+def leaderboard_markdown(rows: list[dict]) -> str:
+    """The leaderboard as a markdown table, without the columns that are empty in every row."""
     columns = [(k, h) for k, h in COLUMNS if any(r.get(k) not in (None, "") for r in rows)] or COLUMNS[:2]
-    lines = ["| " + " | ".join(h for _, h in columns) + " |",
-             "|" + "|".join("---:" if k not in ("model", "data", "run", "eval/split") else "---"
-                            for k, _ in columns) + "|"]
-    lines += ["| " + " | ".join(_cell(k, r.get(k)) for k, _ in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    align = "".join("l" if k in TEXT_COLUMNS else "r" for k, _ in columns)
+    return markdown_table([h for _, h in columns], [[_cell(k, r.get(k)) for k, _ in columns] for r in rows], align)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -112,7 +90,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def write_leaderboard(folder: str | Path, rows: list[dict], *, tensorboard: bool = True) -> dict:
     """leaderboard.md, leaderboard.csv, leaderboard.png (and TensorBoard events) in ``folder``."""
     folder = Path(folder)
-    table = markdown_table(rows)
+    table = leaderboard_markdown(rows)
     md = (f"# Leaderboard: {folder.resolve().name}\n\n{len(rows)} runs, sorted by {SORT_KEY} (best first). "
           f"Accuracies from each run's metrics.json; eval columns from its eval.json (evaluate.py).\n\n{table}\n")
     paths = {"md": folder / "leaderboard.md", "csv": folder / "leaderboard.csv", "png": folder / "leaderboard.png"}

@@ -13,15 +13,15 @@ README section) and ``<out>/<study>.png`` and ``<out>/<study>.md``.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from .reports import degradation, dilation, efficiency, highway, pooling
+from ..runs import AUTOENCODER
+from ..runs import find_runs as find_all_runs
 from .runs import Run, budget_note, find_runs, label_runs, recipe
-from .speed import measure_speed
 
-__all__ = ["STUDIES", "report", "report_all", "find_runs", "measure_speed", "main"]
+__all__ = ["STUDIES", "report", "report_all", "find_runs", "main"]
 
 STUDIES = ("degradation", "highway", "efficiency", "checkerboard", "dilation", "pooling")
 REPORTS = {"degradation": degradation, "highway": highway, "efficiency": efficiency, "dilation": dilation,
@@ -85,8 +85,7 @@ def report_all(folders, out: Path, *, repeats: int = 5, batch: int = 128) -> str
     parts = []
     for study in STUDIES:
         if study == "checkerboard":
-            sweeps = sorted({p.parent.parent for f in folders for p in Path(f).rglob("metrics.json")
-                             if "decoder" in json.loads(p.read_text())})
+            sweeps = sorted({run.path.parent for run in find_all_runs(folders, task=AUTOENCODER)})
             if sweeps:
                 parts.append(report(study, sweeps, out))
             continue

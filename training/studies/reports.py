@@ -12,14 +12,16 @@ from matplotlib.ticker import MaxNLocator
 from convzoo.models.complexity import complexity, si
 
 from ..reporting import plt
-from .runs import Run, build, curves_axes, gate_biases, md_table, minutes, number, pct, save
-from .speed import MIN_SECONDS, measure_speed, runs_precision
+from ..tables import markdown_table
+from ..timing import measure_training_and_inference
+from .runs import Run, build, curves_axes, gate_biases, minutes, number, pct, save
+from .speed import MIN_SECONDS, runs_precision
 
 
 def degradation(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
     rows = [[r.label, si(r.metrics.get("params", 0)), si(r.metrics.get("macs", 0)), pct(_err(r.last("train/acc_epoch"))),
              pct(_err(r.last("val/acc"))), pct(_err(r.last("val/acc_best"))), minutes(r)] for r in runs]
-    text = md_table(["model", "params", "MACs", "train error (last epoch)", "val error", "best val error",
+    text = markdown_table(["model", "params", "MACs", "train error (last epoch)", "val error", "best val error",
                      "fit (min)"], rows)
     by = {r.model.get("name"): r for r in runs}
     verdicts, gaps = [], {}
@@ -61,7 +63,7 @@ def highway(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
                      f"{statistics.fmean(gates.values()):.3f}" if gates else None,
                      f"{low} {gates[low]:.3f}" if low else None, f"{high} {gates[high]:.3f}" if high else None,
                      pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)])
-    text = md_table(["run", "params", "MACs", "gate bias b", "sigmoid(b)", "mean gate (end)", "most closed layer",
+    text = markdown_table(["run", "params", "MACs", "gate bias b", "sigmoid(b)", "mean gate (end)", "most closed layer",
                      "most open layer", "val acc", "best val acc", "fit (min)"], rows)
     layers = sorted(layers, key=lambda n: [int(d) for d in re.findall(r"\d+", n)] or [1 << 30])
     gated = [r for r in runs if any(t.startswith("gates/") for t in r.scalars)]
@@ -69,7 +71,7 @@ def highway(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
         per_layer = [[name] + [f"{r.last('gates/' + name):.3f}" if r.last("gates/" + name) is not None else None
                                for r in gated] for name in layers]
         text += "\n\nMean gate T per layer at the end (0: the layer carries its input, 1: it transforms):\n\n"
-        text += md_table(["layer"] + [r.label for r in gated], per_layer)
+        text += markdown_table(["layer"] + [r.label for r in gated], per_layer)
         moves = [f"{r.label} {1 / (1 + math.exp(-b[0])):.3f} -> "
                  f"{statistics.fmean(r.last('gates/' + n) for n in layers if r.last('gates/' + n) is not None):.3f}"
                  for r in gated if len(b := sorted(set(gate_biases(r.model)))) == 1]
@@ -108,8 +110,8 @@ def highway(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
 
 def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, **_) -> tuple[str, list[Path]]:
     precision = runs_precision(runs)
-    speed = (measure_speed({r.label: build(r.model) for r in runs}, batch=batch, repeats=repeats, precision=precision)
-             if repeats > 0 else {})
+    speed = (measure_training_and_inference({r.label: build(r.model) for r in runs}, batch=batch, repeats=repeats,
+                                            min_seconds=MIN_SECONDS, precision=precision) if repeats > 0 else {})
     logged = {r.label: number(r.metrics.get("train/images_per_sec")) for r in runs}
     ref = next((r for r in runs if r.model.get("name") == "eff_standard"), runs[0])
     rows = []
@@ -120,7 +122,7 @@ def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, *
                      f"{train_s:,.0f}" if train_s else None, f"{infer_s:,.0f}" if infer_s else None,
                      f"{logged[r.label]:,.0f}" if logged[r.label] else None,
                      pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)])
-    text = md_table(["net", "params", "MACs", "MACs / standard", "train img/s (measured)", "infer img/s (measured)",
+    text = markdown_table(["net", "params", "MACs", "MACs / standard", "train img/s (measured)", "infer img/s (measured)",
                      "train img/s (run log)", "val acc", "best val acc", "fit (min)"], rows)
     text += ("\n\nMeasured by this command: " + (
              f"batch {batch}, {precision} (as the runs trained), channels_last, {torch.get_num_threads()} threads, "
@@ -205,7 +207,7 @@ def dilation(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
     stages = max(len(net.stages) for _, net in nets.values())
     head = ["model", "params", "MACs", "activation memory", "last feature map"] + \
         [f"RF after stage {s + 1}" for s in range(stages)] + (["val acc", "best val acc", "fit (min)"] if runs else [])
-    text = md_table(head, rows) + ("\n\nParameters, MACs, activation memory (the forward pass's outputs for one "
+    text = markdown_table(head, rows) + ("\n\nParameters, MACs, activation memory (the forward pass's outputs for one "
                                    "image, fp32) and receptive fields (in input pixels) from models.complexity.")
     (ref, a), *others = reps.items()
     for label, b in others:
@@ -231,8 +233,8 @@ def pooling(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
         rows.append([r.label, how, si(rep.total_params), si(rep.total_macs), si(rep.total_activation_bytes) + "B",
                      f"{rep.max_local_rf:g}", pct(r.last("train/acc_epoch")), pct(r.last("val/acc")),
                      pct(r.last("val/acc_best")), minutes(r)])
-    text = md_table(["model", "downsampling", "params", "MACs", "activation memory", "receptive field",
-                     "train acc", "val acc", "best val acc", "fit (min)"], rows, left=2)
+    text = markdown_table(["model", "downsampling", "params", "MACs", "activation memory", "receptive field",
+                     "train acc", "val acc", "best val acc", "fit (min)"], rows, "ll" + "r" * 8)
     if len(runs) >= 2:
         ranked = sorted(runs, key=lambda r: -(r.last("val/acc_best") or 0))
         text += "\n\nBest validation accuracy: " + " > ".join(

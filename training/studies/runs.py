@@ -1,54 +1,17 @@
-"""What a study's report reads: the runs of a sweep (config, metrics, TensorBoard scalars), and
-the table and plot helpers the reports share."""
+"""What the study reports share: the classifier runs of their sweeps (found and read by
+``training.runs``), labelled for tables and legends, and the cell and plot helpers."""
 from __future__ import annotations
 
-import json
-import math
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
+from .. import runs as convzoo_runs
 from ..reporting import plt
+from ..runs import CLASSIFIER, Run, number
 
-@dataclass
-class Run:
-    path: Path
-    cfg: dict
-    metrics: dict
-    label: str = ""
-    _scalars: dict | None = field(default=None, repr=False)
-
-    @property
-    def model(self) -> dict:
-        return self.cfg.get("model") or {}
-
-    @property
-    def scalars(self) -> dict[str, list[tuple[int, float]]]:
-        """Every scalar tag of the run's TensorBoard events: ``tag -> [(step, value), ...]`` by step."""
-        if self._scalars is None:
-            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-            acc = EventAccumulator(str(self.path), size_guidance={"scalars": 0})
-            acc.Reload()
-            self._scalars = {t: sorted((e.step, e.value) for e in acc.Scalars(t)) for t in acc.Tags()["scalars"]}
-        return self._scalars
-
-    def curve(self, tag: str) -> tuple[list[float], list[float]]:
-        """(thousands of training images seen, values) of a per-epoch tag."""
-        batch = (self.cfg.get("data") or {}).get("batch_size") or 1
-        points = self.scalars.get(tag, [])
-        return [s * batch / 1000 for s, _ in points], [v for _, v in points]
-
-    def last(self, tag: str) -> float | None:
-        points = self.scalars.get(tag)
-        return points[-1][1] if points else number(self.metrics.get(tag))
-
-
-def number(value):
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+__all__ = ["Run", "number", "find_runs", "label_runs", "gate_biases", "pct", "minutes", "recipe", "budget_note",
+           "save", "curves_axes", "build"]
 
 
 def gate_biases(node) -> list[float]:
@@ -61,21 +24,7 @@ def gate_biases(node) -> list[float]:
 
 def find_runs(folders) -> list[Run]:
     """Classifier runs (``metrics.json`` + ``config.yaml``) under ``folders``, in job order, labelled."""
-    runs = []
-    for folder in map(Path, folders):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is not a folder; give a sweep folder such as logs/train/multiruns/<time>")
-        for metrics in sorted(folder.rglob("metrics.json")):
-            cfg_path = metrics.parent / "config.yaml"
-            data = json.loads(metrics.read_text())
-            if "decoder" in data or not cfg_path.is_file():
-                continue  # an autoencoder run (checkerboard study), or not a train.py run
-            cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
-            if cfg.get("task", "classification") == "classification" and isinstance(cfg.get("model"), dict):
-                runs.append(Run(metrics.parent, cfg, data))
-    job = re.compile(r"(\d+)_")
-    runs.sort(key=lambda r: (str(r.path.parent), int(job.match(r.path.name).group(1)) if job.match(r.path.name) else 1 << 30))
-    return label_runs(runs)
+    return label_runs(convzoo_runs.find_runs(folders, task=CLASSIFIER))
 
 
 def label_runs(runs: list[Run]) -> list[Run]:
@@ -89,12 +38,6 @@ def label_runs(runs: list[Run]) -> list[Run]:
         if seen.count(run.label) > 1:
             run.label += f" [{run.path.name}]"
     return runs
-
-
-def md_table(head: list[str], rows: list[list], left: int = 1) -> str:
-    """A markdown table; the first ``left`` columns are text, the others right-aligned numbers."""
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < left else "---:" for i in range(len(head))) + "|"]
-    return "\n".join(lines + ["| " + " | ".join("-" if c is None else str(c) for c in row) + " |" for row in rows])
 
 
 def pct(x) -> str | None:
