@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages are importable
+
+from convzoo.training.machine import summary  # noqa: E402
+from convzoo.training.runs import read_scalars  # noqa: E402
+from convzoo.training.tables import markdown_table  # noqa: E402
+from convzoo.training.timing import spread  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
 
 
@@ -50,25 +52,24 @@ def run_seed(seed: int, log_dir: Path, experiment: str, overrides: list[str]) ->
 
 def val_curve(record: dict) -> list[tuple[float, float]]:
     """[(seconds since launch, val/acc)] per validation, in order."""
-    acc = EventAccumulator(record["run_dir"], size_guidance={"scalars": 0})
-    acc.Reload()
-    events = sorted(acc.Scalars("val/acc"), key=lambda e: e.step)
-    return [(e.wall_time - record["start"], e.value) for e in events]
+    points = read_scalars(record["run_dir"], ["val/acc"]).get("val/acc", [])
+    return [(wall - record["start"], value) for _, value, wall in points]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return statistics.fmean(values), spread(values)
 
 
 def report(records: list[dict], target: float, budget: float, out: Path | None) -> str:
     curves = {r["seed"]: val_curve(r) for r in records}
-    lines = ["| seed | final val acc | best val acc | wall time (s) | time to {:.0%} (s) |".format(target),
-             "|---:|---:|---:|---:|---:|"]
+    rows = []
     for r in records:
         curve = curves[r["seed"]]
         hit = next((t for t, a in curve if a >= target), None)
-        lines.append(f"| {r['seed']} | {curve[-1][1]:.4f} | {max(a for _, a in curve):.4f} | "
-                     f"{r['wall_seconds']:.0f} | {'not reached' if hit is None else f'{hit:.0f}'} |")
+        rows.append([r["seed"], f"{curve[-1][1]:.4f}", f"{max(a for _, a in curve):.4f}", f"{r['wall_seconds']:.0f}",
+                     "not reached" if hit is None else f"{hit:.0f}"])
+    lines = [markdown_table(["seed", "final val acc", "best val acc", "wall time (s)", f"time to {target:.0%} (s)"],
+                            rows, "rrrrr")]
     finals = [curves[r["seed"]][-1][1] for r in records]
     walls = [r["wall_seconds"] for r in records]
     (acc_mean, acc_std), (wall_mean, wall_std) = mean_std(finals), mean_std(walls)
@@ -76,11 +77,12 @@ def report(records: list[dict], target: float, budget: float, out: Path | None) 
                   f"wall time {wall_mean:.0f} ± {wall_std:.0f} s (budget {budget:.0f} s); "
                   f"target {target:.0%} {'met' if acc_mean >= target and max(walls) <= budget else 'NOT met'}", ""]
     epochs = min(len(c) for c in curves.values())
-    lines += ["| epoch | time since launch (s) | val acc (mean ± std) |", "|---:|---:|---:|"]
+    per_epoch = []
     for i in range(epochs):
         t_mean, _ = mean_std([curves[s][i][0] for s in curves])
         a_mean, a_std = mean_std([curves[s][i][1] for s in curves])
-        lines.append(f"| {i + 1} | {t_mean:.0f} | {a_mean:.4f} ± {a_std:.4f} |")
+        per_epoch.append([i + 1, f"{t_mean:.0f}", f"{a_mean:.4f} ± {a_std:.4f}"])
+    lines.append(markdown_table(["epoch", "time since launch (s)", "val acc (mean ± std)"], per_epoch, "rrr"))
     if out is not None:
         from convzoo.training.reporting import plt  # Agg backend
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.target <= 1:
         parser.error(f"--target should be an accuracy in (0, 1], got {args.target}")
     print(f"# {' '.join(['python benchmarks/time_to_accuracy.py', *(argv if argv is not None else sys.argv[1:])])}")
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"# {summary()}")
     if args.report is not None:
         records = [json.loads(p.read_text()) for p in sorted(args.report.glob("seed*.json"))]
         if not records:

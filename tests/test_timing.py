@@ -1,0 +1,89 @@
+"""training.timing and training.machine: round-robin repeats, calibration, the inference speed
+report and the machine description. Timings are checked for sense (positive, ordered calls), not speed."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from convzoo.training import machine
+from convzoo.training.timing import (Case, calibrate, infer_case, interleave, interleave_seconds, measure_inference,
+                                     measure_training_and_inference, median, spread, train_case)
+
+CPU = torch.device("cpu")
+
+
+def test_interleave_warms_up_then_takes_turns():
+    calls = []
+    cases = {name: Case(lambda n=name: calls.append(n), work=2.0, warmup=1, fixed_steps=1) for name in "ab"}
+    rates = interleave(cases, repeats=3, min_seconds=0.0, device=CPU)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then round-robin
+    assert all(len(v) == 3 and min(v) > 0 for v in rates.values())
+
+
+def test_calibration_picks_steps_that_fill_min_seconds():
+    case = Case(lambda: sum(range(2000)), work=1.0)
+    calibrate(case, 0.02, CPU, warmup=1)
+    assert case.steps > 1
+    case.min_seconds = 0.0  # a case may ask for shorter repeats than the others
+    calibrate(case, 0.02, CPU)
+    assert case.steps == 1
+    [seconds] = interleave_seconds({"x": Case(lambda: None, work=1.0, fixed_steps=7)}, 1, 1.0, CPU).values()
+    assert len(seconds) == 1 and seconds[0] >= 0
+
+
+def test_median_and_spread():
+    assert median([3, 1, 100]) == 3
+    assert spread([2.0]) == 0.0 and spread([1.0, 3.0]) == pytest.approx(2 ** 0.5)
+
+
+def _net():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 10))
+
+
+def test_train_and_infer_cases_share_a_net_and_set_its_mode():
+    net = _net()
+    train, infer = train_case(net, 4, "32-true", CPU), infer_case(net, 4, "bf16-mixed", CPU)
+    before = net[0].weight.detach().clone()
+    with infer.context():
+        assert not net.training
+    with train.context():
+        assert net.training
+        train.step()
+    assert not torch.equal(before, net[0].weight)  # the step trained the net in place
+    (t, i), = measure_training_and_inference({"n": net}, batch=4, repeats=2, warmup=1, min_seconds=0).values()
+    assert t > 0 and i > 0
+
+
+def test_measure_inference_reports_what_evaluate_records():
+    result = measure_inference(_net().eval(), (3, 8, 8), CPU, batch_size=8, repeats=3, warmup=1, latency_iters=2)
+    assert set(result) == {"images_per_sec", "throughput_batch_size", "latency_ms", "repeats", "precision", "threads"}
+    assert result["images_per_sec"] > 0 and result["latency_ms"] > 0 and result["throughput_batch_size"] == 8
+
+
+def test_machine_reads_cpuinfo(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: Test CPU\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu avx512f avx512_bf16\n")
+    monkeypatch.setattr(machine, "CPUINFO", info)
+    assert machine.cpu_name() == "Test CPU (family 25, model 17)"
+    assert machine.cpu_flags() == {"fpu", "avx512f", "avx512_bf16"} and machine.has_native_bf16()
+    info.write_text("flags\t\t: fpu avx512f\n")
+    assert not machine.has_native_bf16() and machine.cpu_name()  # no model name: the platform's
+    monkeypatch.setattr(machine, "CPUINFO", tmp_path / "missing")
+    assert machine.cpu_flags() == set() and not machine.has_native_bf16()
+
+
+def test_machine_rows_name_the_cpu_and_versions():
+    rows = {r[""]: r["value"] for r in machine.machine_rows(CPU, "32-true")}
+    assert rows["CPU"] == machine.cpu_name() and "torch " in rows["versions"] and "lightning " in rows["versions"]
+    assert rows["default precision (trainer.precision=auto)"] == "32-true"
+
+
+def test_timing_and_machine_do_not_import_lightning():
+    code = ("import sys, convzoo.training.timing, convzoo.training.machine, convzoo.training.tables, "
+            "convzoo.training.runs; print('lightning' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
