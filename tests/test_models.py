@@ -162,7 +162,7 @@ def test_paper_sizes(name):
 
 def test_yaml_configs_cite_a_source():
     for path in MODEL_YAMLS:
-        cfg = OmegaConf.load(path)
+        cfg = model_config(path.stem)  # composed: the source may come from the family's base
         assert cfg.source, f"{path.name} should say where the architecture comes from"
         assert cfg.name == path.stem
 
@@ -187,3 +187,95 @@ def test_parameter_count_and_macs_are_pinned(name):
 
 def test_every_pinned_model_exists():
     assert sorted(set(PINNED) - set(MODELS)) == [], "PINNED names models that no longer exist"
+
+
+# --- variants by composition: family bases in configs/model/family/, composed by Hydra ---
+
+FAMILY_BASES = sorted((CONFIG_DIR / "model" / "family").glob("*.yaml"))
+
+
+def test_family_bases_are_not_models():
+    assert FAMILY_BASES, "configs/model/family/ should hold the family bases"
+    for base in FAMILY_BASES:
+        assert base.stem not in MODELS and f"family/{base.stem}" not in MODELS
+        with pytest.raises(ValueError, match="unknown model"):
+            model_config(f"family/{base.stem}")
+        # selected by hand it does not compose into a trainable spec: a variant fills in the name
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(overrides=[f"+model=family/{base.stem}"])
+        assert OmegaConf.is_missing(cfg.model, "name"), f"{base.name} should leave name as ???"
+
+
+def test_a_depth_variant_is_a_few_lines():
+    """resnet110 is resnet_cifar's base plus its name, size and stages: no copy of the family."""
+    text = (CONFIG_DIR / "model" / "resnet110.yaml").read_text()
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert len(lines) <= 10, lines
+    assert any("family/resnet_cifar" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_config_is_what_train_composes(name):
+    """create_model's spec is the node `python train.py model=<name>` gives as cfg.model."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={name}"], return_hydra_config=True)
+    assert OmegaConf.to_container(cfg.model) == OmegaConf.to_container(model_config(name))
+
+
+def test_model_config_overrides_and_unknown_names():
+    cfg = model_config("resnet56", num_classes=100, head={"dropout": 0.1})
+    assert cfg.num_classes == 100 and cfg.head.dropout == 0.1 and cfg.name == "resnet56"
+    cfg.stages[0].num_blocks = 1  # a fresh copy: the next call is unchanged
+    assert model_config("resnet56").stages[0].num_blocks == 9 and model_config("resnet56").num_classes == 10
+    with pytest.raises(ValueError, match=r"unknown model 'resnet57'; known models: .*resnet56"):
+        model_config("resnet57")
+
+
+def _hydra_state():
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
+
+    gh = Singleton._instances.get(GlobalHydra)
+    return gh, (gh.hydra if gh is not None else None)
+
+
+@pytest.mark.parametrize("user_init", ["initialize_config_dir", "initialize", "none"])
+def test_create_model_inside_a_users_hydra_app(user_init, tmp_path, monkeypatch):
+    """From inside someone else's Hydra (their own config dir, their `model` group), create_model
+    still composes our packaged configs, and leaves their Hydra exactly as it was."""
+    from hydra import initialize
+    from hydra.core.global_hydra import GlobalHydra
+
+    from convzoo.models import registry
+
+    registry._composed.cache_clear()  # compose for real, inside their Hydra
+    (tmp_path / "model").mkdir()
+    (tmp_path / "app.yaml").write_text("defaults:\n  - model: mine\n  - _self_\nlr: 0.1\n")
+    (tmp_path / "model" / "mine.yaml").write_text("width: 7\n")
+    (tmp_path / "model" / "resnet20.yaml").write_text("width: 3\n")  # their resnet20 is not ours
+    if user_init == "none":
+        GlobalHydra.instance().clear()
+        net = create_model("resnet20", num_classes=5)
+        assert not GlobalHydra.instance().is_initialized()
+    else:
+        monkeypatch.chdir(tmp_path)
+        ctx = (initialize_config_dir(config_dir=str(tmp_path), version_base="1.3")
+               if user_init == "initialize_config_dir" else initialize(config_path=None, version_base="1.3"))
+        with ctx:
+            before = _hydra_state()
+            net = create_model("resnet20", num_classes=5)
+            assert _hydra_state() == before and GlobalHydra.instance().is_initialized()
+            if user_init == "initialize_config_dir":  # their configs still compose, as before
+                cfg = compose("app", overrides=["model=resnet20"])
+                assert cfg.model.width == 3 and cfg.lr == 0.1
+    assert n_params(net) == n_params(create_model("resnet20", num_classes=5))
+    assert net.fc.out_features == 5 and n_params(create_model("resnet20")) == PINNED["resnet20"][0]
+
+
+def test_importing_models_does_not_import_lightning():
+    import subprocess
+    import sys
+
+    code = ("import sys, convzoo.models; convzoo.models.create_model('resnet20'); "
+            "bad = [m for m in ('lightning', 'pytorch_lightning') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
