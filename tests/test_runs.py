@@ -69,7 +69,8 @@ def test_unreadable_runs_raise_or_are_skipped(sweep):
 
 def test_a_run_reads_its_files_lazily(sweep):
     run = Run(sweep / "10_resnet20")
-    assert run.cfg["model"]["name"] == "resnet20" and run.model == {"name": "resnet20"} and run.metrics["val/acc"] == 0.5
+    assert run.cfg["model"]["name"] == "resnet20" and run.model == {"name": "resnet20"}
+    assert run.metrics["val/acc"] == 0.5
     assert run.scalars["val/acc"] == [(10, pytest.approx(0.4)), (20, pytest.approx(0.6))]  # by step (float32 events)
     assert run.last("val/acc") == pytest.approx(0.6) and run.last("val/acc_best") is None
     assert run.curve("val/acc") == ([1.0, 2.0], [pytest.approx(0.4), pytest.approx(0.6)])  # step x batch 100 / 1000

@@ -11,7 +11,6 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
 from convzoo.models import create_model
@@ -23,6 +22,7 @@ from test_configs import CONFIG_DIR, compose_train
 from test_train import TINY
 from train import train
 from convzoo.studies.highway import HighwayGateMonitor
+from convzoo.training.runs import read_scalars
 from convzoo.training.studies import main, report
 
 EFF = ["eff_standard", "eff_separable", "eff_grouped", "eff_grouped_shuffle", "eff_shuffle"]
@@ -109,11 +109,10 @@ def test_gate_monitor_logs_one_scalar_per_highway_block_and_the_report_reads_the
                         tmp_path=tmp_path / "run")
     metrics = train(cfg)
     blocks = sum(isinstance(m, HighwayBlock) for m in create_model("highway_19").modules())
-    acc = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0})
-    acc.Reload()
-    gates = [t for t in acc.Tags()["scalars"] if t.startswith("gates/")]
+    scalars = read_scalars(tmp_path / "run")
+    gates = [t for t in scalars if t.startswith("gates/")]
     assert len(gates) == blocks == 17 and {"gates/stage0.block0", "gates/stage1.block1"} <= set(gates)
-    assert all(len(acc.Scalars(t)) == 2 and all(0 < e.value < 1 for e in acc.Scalars(t)) for t in gates)
+    assert all(len(scalars[t]) == 2 and all(0 < value < 1 for _, value, _ in scalars[t]) for t in gates)
     assert set(gates) <= set(metrics)  # the last values reach metrics.json too
     assert main(["highway", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     lines = capsys.readouterr().out.splitlines()

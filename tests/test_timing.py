@@ -86,4 +86,5 @@ def test_machine_rows_name_the_cpu_and_versions():
 def test_timing_and_machine_do_not_import_lightning():
     code = ("import sys, convzoo.training.timing, convzoo.training.machine, convzoo.training.tables, "
             "convzoo.training.runs; print('lightning' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -22,7 +22,7 @@ def degradation(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
     rows = [[r.label, si(r.metrics.get("params", 0)), si(r.metrics.get("macs", 0)), pct(_err(r.last("train/acc_epoch"))),
              pct(_err(r.last("val/acc"))), pct(_err(r.last("val/acc_best"))), minutes(r)] for r in runs]
     text = markdown_table(["model", "params", "MACs", "train error (last epoch)", "val error", "best val error",
-                     "fit (min)"], rows)
+                           "fit (min)"], rows)
     by = {r.model.get("name"): r for r in runs}
     verdicts, gaps = [], {}
     for kind in ("plain", "resnet"):
@@ -63,8 +63,8 @@ def highway(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
                      f"{statistics.fmean(gates.values()):.3f}" if gates else None,
                      f"{low} {gates[low]:.3f}" if low else None, f"{high} {gates[high]:.3f}" if high else None,
                      pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)])
-    text = markdown_table(["run", "params", "MACs", "gate bias b", "sigmoid(b)", "mean gate (end)", "most closed layer",
-                     "most open layer", "val acc", "best val acc", "fit (min)"], rows)
+    text = markdown_table(["run", "params", "MACs", "gate bias b", "sigmoid(b)", "mean gate (end)",
+                           "most closed layer", "most open layer", "val acc", "best val acc", "fit (min)"], rows)
     layers = sorted(layers, key=lambda n: [int(d) for d in re.findall(r"\d+", n)] or [1 << 30])
     gated = [r for r in runs if any(t.startswith("gates/") for t in r.scalars)]
     if gated:
@@ -122,8 +122,9 @@ def efficiency(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, *
                      f"{train_s:,.0f}" if train_s else None, f"{infer_s:,.0f}" if infer_s else None,
                      f"{logged[r.label]:,.0f}" if logged[r.label] else None,
                      pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)])
-    text = markdown_table(["net", "params", "MACs", "MACs / standard", "train img/s (measured)", "infer img/s (measured)",
-                     "train img/s (run log)", "val acc", "best val acc", "fit (min)"], rows)
+    text = markdown_table(["net", "params", "MACs", "MACs / standard", "train img/s (measured)",
+                           "infer img/s (measured)", "train img/s (run log)", "val acc", "best val acc", "fit (min)"],
+                          rows)
     text += ("\n\nMeasured by this command: " + (
              f"batch {batch}, {precision} (as the runs trained), channels_last, {torch.get_num_threads()} threads, "
              f"torch {torch.__version__}, median of {repeats} rounds of at least {MIN_SECONDS:g} s per net and "
@@ -234,7 +235,7 @@ def pooling(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
                      f"{rep.max_local_rf:g}", pct(r.last("train/acc_epoch")), pct(r.last("val/acc")),
                      pct(r.last("val/acc_best")), minutes(r)])
     text = markdown_table(["model", "downsampling", "params", "MACs", "activation memory", "receptive field",
-                     "train acc", "val acc", "best val acc", "fit (min)"], rows, "ll" + "r" * 8)
+                           "train acc", "val acc", "best val acc", "fit (min)"], rows, "ll" + "r" * 8)
     if len(runs) >= 2:
         ranked = sorted(runs, key=lambda r: -(r.last("val/acc_best") or 0))
         text += "\n\nBest validation accuracy: " + " > ".join(
