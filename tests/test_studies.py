@@ -1,4 +1,4 @@
-"""The studies of issue 7: the new model configs keep the relations the studies rely on, the
+"""The studies: their model configs keep the relations the studies rely on, the
 highway gate monitor logs one scalar per block, and the report command turns sweeps into tables
 and plots (fake sweeps written with TensorBoard's SummaryWriter, and one real tiny run)."""
 from __future__ import annotations

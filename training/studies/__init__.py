@@ -1,4 +1,4 @@
-"""The studies of issue 7: a results table and a plot per study, generated from the runs' own logs.
+"""The studies: a results table and a plot per study, generated from the runs' own logs.
 
     python -m training.studies <study> <sweep folder> [<sweep folder> ...] [--out docs/studies] [--markdown]
     python -m training.studies all logs/train/multiruns        # every study whose runs are found there
