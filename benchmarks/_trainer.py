@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from convzoo.training.setup import autocast
+from convzoo.training.device import autocast
 from convzoo.training.timing import median, sync
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

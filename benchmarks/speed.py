@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:  # run as a script: make models/, data/, training/
 import torch  # noqa: E402
 
 from convzoo.training.machine import machine_rows  # noqa: E402
-from convzoo.training.setup import canonical_precision  # noqa: E402
+from convzoo.training.device import canonical_precision  # noqa: E402
 from convzoo.training.tables import records_table  # noqa: E402
 from convzoo.training.timing import matmul_peak  # noqa: E402
 

@@ -12,7 +12,9 @@ from hydra import compose, initialize_config_dir
 from test_configs import CONFIG_DIR, compose_train
 from test_train import TINY, _cli, tags
 from train import train
-from convzoo.training.autoencoder import DECODERS, AutoencoderModule, ConvAutoencoder, flat_code_pattern, pattern_rms
+from convzoo.models.autoencoder import DECODERS, ConvAutoencoder
+from convzoo.studies.checkerboard import flat_code_pattern, pattern_rms
+from convzoo.training.autoencode import AutoencoderModule
 from convzoo.training.checkerboard import main as report_main
 from convzoo.training.checkerboard import report_checkerboard
 
@@ -76,7 +78,7 @@ def test_pattern_rms_is_in_grey_levels():
 
 def test_psnr_is_computed_on_pixels():
     module = AutoencoderModule(ConvAutoencoder(channels=[4], latent_channels=2), None,
-                               mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+                               data_info={"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
     x = torch.zeros(2, 3, 4, 4)  # mid-grey
     recon = x + 0.1 / 0.25  # every pixel off by 0.1
     assert module.psnr(recon, x).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)  # 10 log10(1 / 0.01)
@@ -89,7 +91,8 @@ def test_unknown_decoder_resume_or_size_fails_before_the_data_is_read(tmp_path):
     with pytest.raises(ValueError, match="model ae_deconv: unknown decoder 'deconv'"):
         train(cfg)
     assert not (tmp_path / "run").exists()  # failed before any data was read or anything written
-    with pytest.raises(ValueError, match="ckpt_path=last: resuming is not supported for task=autoencoder"):
+    # One code path for every task: an autoencoder resumes like a classifier, found by model name.
+    with pytest.raises(FileNotFoundError, match="ckpt_path=last: no checkpoints/last.ckpt of model 'ae_resize'"):
         train(compose_train("experiment=checkerboard", *TINY, "ckpt_path=last", tmp_path=tmp_path / "run"))
     with pytest.raises(ValueError, match=r"divisible by 2\^3 = 8"):
         ConvAutoencoder(channels=[8, 8, 8]).check_image_size((28, 28))
@@ -98,7 +101,8 @@ def test_unknown_decoder_resume_or_size_fails_before_the_data_is_read(tmp_path):
 def test_experiment_sweeps_the_three_decoders():
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=checkerboard"], return_hydra_config=True)
-    assert cfg.task == "autoencoder" and cfg.model.name == "ae_resize" and cfg.callbacks.run_report is None
+    assert cfg.task == "autoencode" and cfg.model.name == "ae_resize" and cfg.callbacks.run_report.figures is False
+    assert cfg.module._target_.endswith("AutoencoderModule") and cfg.hydra.runtime.choices.task == "autoencode"
     assert str(cfg.hydra.sweeper.params["model.decoder"]).split(",") == SWEPT
     assert cfg.optimizer._target_ == "torch.optim.AdamW" and cfg.callbacks.model_checkpoint.monitor == "val/loss"
 
@@ -106,7 +110,7 @@ def test_experiment_sweeps_the_three_decoders():
 def test_multirun_trains_each_decoder_and_the_report_compares_them(tmp_path, capsys):
     tiny = [o for o in TINY if not o.startswith(("data.num_samples", "data.val_size", "data.test_size"))]
     out = _cli(["-m", "experiment=checkerboard", *tiny, "data.num_samples=96", "data.val_size=32",
-                "data.test_size=32", "trainer.max_epochs=1", "module.num_images=4", "model.channels=[8,16,16]",
+                "data.test_size=32", "trainer.max_epochs=1", "module.num_images=4", "callbacks.checkerboard.num_images=4", "model.channels=[8,16,16]",
                 f"paths.log_dir={tmp_path}", "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     sweep = tmp_path / "sweep"

@@ -192,10 +192,10 @@ def run_ckpt(tmp_path_factory) -> Path:
 
 
 def test_create_model_loads_a_run_checkpoint_and_a_plain_state_dict(run_ckpt, tmp_path):
-    from convzoo.training.evaluation import build_net, load_checkpoint
+    from convzoo.models.serialization import load_checkpoint, net_from_checkpoint
 
     net = create_model("resnet20", checkpoint=run_ckpt, **SMALL).eval()
-    reference = build_net(load_checkpoint(run_ckpt), run_ckpt)  # evaluate.py's reading of the same file
+    reference = net_from_checkpoint(load_checkpoint(run_ckpt), run_ckpt)  # evaluate.py's reading of the same file
     fresh = create_model("resnet20", **SMALL)
     for name, value in reference.state_dict().items():
         assert torch.equal(net.state_dict()[name], value), name

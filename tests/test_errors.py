@@ -20,7 +20,7 @@ from convzoo.models import create_model
 from test_configs import CONFIG_DIR, compose_train
 from test_train import TINY
 from train import train
-from convzoo.training.setup import check_data_fits, check_resume_checkpoint, validate_config
+from convzoo.training.config_checks import check_data_fits, check_resume_checkpoint, validate_config
 
 
 def _run_dir(tmp_path: Path) -> Path:

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 import train
 from evaluate import evaluate
 from convzoo.models import create_model
-from convzoo.training.evaluation import load_checkpoint, resolve_data_config
+from convzoo.models.serialization import load_checkpoint
+from convzoo.training.eval_data import resolve_data_config
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 FAST_BENCH = ["benchmark.batch_size=8", "benchmark.repeats=1", "benchmark.warmup=1", "benchmark.latency_iters=1"]
@@ -100,8 +101,8 @@ def test_command_line_data_overrides_win_over_the_run_config(run, tmp_path):
     assert resolve_data_config(cfg, run_cfg, []) == run_cfg.data
     merged = resolve_data_config(cfg, run_cfg, ["+data.test_size=64", "device=cpu"])
     assert merged.test_size == 64 and merged._target_ == run_cfg.data._target_ and merged.num_samples == 512
-    assert resolve_data_config(cfg, run_cfg, ["data=cifar10"])._target_ == "data.CIFAR10DataModule"
-    assert resolve_data_config(cfg, None, [])._target_ == "data.CIFAR10DataModule"
+    assert resolve_data_config(cfg, run_cfg, ["data=cifar10"])._target_ == "convzoo.data.CIFAR10DataModule"
+    assert resolve_data_config(cfg, None, [])._target_ == "convzoo.data.CIFAR10DataModule"
 
 
 def test_validation_split_when_the_data_has_no_test_split(run, tmp_path):

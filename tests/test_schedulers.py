@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from convzoo.training import schedulers
-from convzoo.training.module import param_groups
+from convzoo.training.task import param_groups
 
 
 def lrs(factory, total=100, per_epoch=10, **kwargs) -> list[float]:

@@ -1,4 +1,5 @@
-"""Callbacks that make runs comparable in TensorBoard: throughput, hparams, complexity, figures."""
+"""Callbacks every run uses: throughput, the non-finite-loss guard, and the run report (hparams,
+complexity, figures) that makes runs comparable in TensorBoard."""
 from __future__ import annotations
 
 import time
@@ -52,12 +53,15 @@ class NonFiniteLossGuard(L.Callback):
 
 
 class RunReport(L.Callback):
-    """At fit start: the model's complexity table as text. At fit end (on the validation split)
-    and test end: a confusion-matrix figure and a grid of misclassified images; at fit end also
-    the run's hyperparameters with its final metrics, for TensorBoard's HParams tab."""
+    """At fit start: the model's complexity table as text. At fit end: the run's hyperparameters with
+    its final ``metrics``, for TensorBoard's HParams tab. With ``figures`` (classifiers), at fit end
+    (on the validation split) and test end: a confusion-matrix figure and a grid of misclassified images."""
 
-    def __init__(self, hparams: dict | None = None, complexity_table: str = "", max_images: int = 32) -> None:
+    def __init__(self, hparams: dict | None = None, complexity_table: str = "", max_images: int = 32,
+                 figures: bool = True,
+                 metrics: tuple[str, ...] = ("val/acc_best", "val/acc", "val/loss", "train/images_per_sec")) -> None:
         self.hparams, self.complexity_table, self.max_images = dict(hparams or {}), complexity_table, max_images
+        self.figures, self.metrics = figures, tuple(metrics)
 
     def on_fit_start(self, trainer, pl_module) -> None:
         tb = _tensorboard(trainer)
@@ -94,81 +98,14 @@ class RunReport(L.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         if trainer.fast_dev_run or trainer.datamodule is None:
             return
-        self._figures(trainer, pl_module, trainer.datamodule.val_dataloader(), "val")
+        if self.figures:
+            self._figures(trainer, pl_module, trainer.datamodule.val_dataloader(), "val")
         metrics = {f"hparams/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()
-                   if k in ("val/acc_best", "val/acc", "val/loss", "train/images_per_sec")}
+                   if k in self.metrics}
         for lg in trainer.loggers:
             if isinstance(lg, TensorBoardLogger) and trainer.is_global_zero:
                 lg.log_hyperparams(self.hparams, metrics)
 
     def on_test_end(self, trainer, pl_module) -> None:
-        if trainer.datamodule is not None and not trainer.fast_dev_run:
+        if self.figures and trainer.datamodule is not None and not trainer.fast_dev_run:
             self._figures(trainer, pl_module, trainer.datamodule.test_dataloader(), "test")
-
-
-class HighwayGateMonitor(L.Callback):
-    """Logs how open each highway layer's gate is: ``gates/stage<i>.block<j>`` = the mean of
-    ``T(x)`` over the validation batches (each forward's batch mean, averaged), one scalar per
-    ``HighwayBlock`` at each validation epoch end
-    (``y = H(x) T(x) + x (1 - T(x))``: 0 carries the input, 1 transforms it; Srivastava et al.
-    2015, Fig. 2 show the same per-layer picture).
-
-    ``gate_bias``: where the experiment sets the gate bias (``highway_gate_bias``), the value the
-    blocks must have been built with; a mismatch fails at fit start rather than producing runs
-    that differ only in name.
-    """
-
-    def __init__(self, gate_bias: float | None = None) -> None:
-        self.gate_bias = gate_bias
-        self._blocks: dict[str, torch.nn.Module] = {}
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, int] = {}
-        self._handles: list = []
-        self._collecting = False  # validation epochs only, not the sanity check
-
-    @staticmethod
-    def tag(module_name: str) -> str:
-        """``stages.1.0`` (a Net's stage 1, block 0) -> ``gates/stage1.block0``; other paths as they are."""
-        parts = module_name.split(".")
-        if len(parts) == 3 and parts[0] == "stages" and parts[1].isdigit() and parts[2].isdigit():
-            return f"gates/stage{parts[1]}.block{parts[2]}"
-        return f"gates/{module_name}"
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        from convzoo.models.layers.highway import HighwayBlock
-
-        net = getattr(pl_module, "net", pl_module)
-        self._blocks = {self.tag(name): m for name, m in net.named_modules() if isinstance(m, HighwayBlock)}
-        if self.gate_bias is not None:
-            wrong = {t: m.gate_bias for t, m in self._blocks.items() if m.gate_bias != float(self.gate_bias)}
-            if wrong:
-                raise ValueError(
-                    f"highway_gate_bias={self.gate_bias} but {len(wrong)} highway blocks were built with other "
-                    f"gate biases ({', '.join(f'{t}: {b}' for t, b in list(wrong.items())[:3])}); the model "
-                    f"config must read it, e.g. gate_bias: ${{oc.select:highway_gate_bias,-2.0}}")
-        for h in self._handles:
-            h.remove()
-        self._handles = [m.register_forward_hook(self._hook(t)) for t, m in self._blocks.items()]
-
-    def _hook(self, tag: str):
-        def record(module, args, output) -> None:
-            # Validation only (flip test-time augmentation calls each block twice per batch: both count).
-            if not module.training and self._collecting:
-                self._sums[tag] = self._sums.get(tag, 0.0) + module.last_gate_mean
-                self._counts[tag] = self._counts.get(tag, 0) + 1
-        return record
-
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._sums, self._counts = {}, {}
-        self._collecting = not trainer.sanity_checking
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._collecting = False
-        for tag in self._blocks:
-            if self._counts.get(tag):
-                pl_module.log(tag, self._sums[tag] / self._counts[tag], sync_dist=True)
-
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []

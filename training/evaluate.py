@@ -19,10 +19,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from convzoo.models.complexity import complexity
-from convzoo.training.cli import run_or_exit
-from convzoo.training.evaluation import (accuracy_report, build_datamodule, build_net, load_checkpoint, measure_speed,
-                                 model_name, predict, resolve_data_config, resolve_device, run_dir_of)
-from convzoo.training.leaderboard import collect, write_leaderboard
+from convzoo.models.serialization import load_checkpoint, net_from_checkpoint
+
+from .device import resolve_device
+from .eval_data import build_datamodule, resolve_data_config
+from .runs import Run, read_config, run_dir_of
+from .timing import measure_inference
+from .metrics import accuracy_report, predict
+from .leaderboard import collect, write_leaderboard
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -44,9 +48,9 @@ def _command_line_overrides() -> list[str]:
 
 def evaluate_checkpoint(cfg: DictConfig, ckpt_path: str | Path, *, verbose: bool = True) -> dict:
     ckpt = load_checkpoint(ckpt_path)  # first: a bad file fails before any data is read
-    net = build_net(ckpt, ckpt_path)
+    net = net_from_checkpoint(ckpt, ckpt_path)
     run_dir = run_dir_of(ckpt_path)
-    run_cfg = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
+    run_cfg = read_config(run_dir)
     data_cfg = resolve_data_config(cfg, run_cfg, _command_line_overrides())
     dm = build_datamodule(data_cfg, ckpt, batch_size=cfg.get("batch_size"))
 
@@ -66,7 +70,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt_path: str | Path, *, verbose: bool
     if info.get("class_names") and list(info["class_names"]) != list(dm.class_names):
         notes.append("the data's class names differ from the checkpoint's: check the label order")
     result = {
-        "checkpoint": str(Path(ckpt_path).resolve()), "run_dir": str(run_dir), "model": model_name(ckpt),
+        "checkpoint": str(Path(ckpt_path).resolve()), "run_dir": str(run_dir), "model": str(ckpt["hyper_parameters"]["model_cfg"].get("name", "model")),
         "data": str(data_cfg.get("_target_", "?")).rsplit(".", 1)[-1], "split": split,
         "class_names": list(dm.class_names), **accuracy_report(preds, targets, loss_sum, dm.class_names),
         "params": report.total_params, "macs": report.total_macs, "device": str(device),
@@ -75,11 +79,11 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt_path: str | Path, *, verbose: bool
     }
     bench = cfg.get("benchmark") or {}
     if bench.get("enabled", True):
-        result.update(measure_speed(net, input_shape, device, batch_size=bench.get("batch_size", 256),
-                                    repeats=bench.get("repeats", 5), warmup=bench.get("warmup", 2),
-                                    latency_iters=bench.get("latency_iters", 10)))
+        result.update(measure_inference(net, input_shape, device, batch_size=bench.get("batch_size", 256),
+                                        repeats=bench.get("repeats", 5), warmup=bench.get("warmup", 2),
+                                        latency_iters=bench.get("latency_iters", 10)))
     if (run_dir / "metrics.json").is_file():
-        recorded = json.loads((run_dir / "metrics.json").read_text())
+        recorded = Run(run_dir).metrics
         result["recorded"] = {k: recorded[k] for k in ("val/acc_best", "test/acc") if k in recorded}
 
     out_dir = Path(cfg.get("output_dir") or run_dir)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .setup import autocast
+from .device import autocast
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import hydra
 import lightning as L
@@ -14,25 +15,43 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.models.complexity import complexity
-from convzoo.training.cli import ensure_writable, run_or_exit
-from convzoo.training.evaluation import run_dir_of
-from convzoo.training.module import ClassificationModule
-from convzoo.training.setup import (check_data_fits, check_resume_checkpoint, find_last_checkpoint,
-                            instantiate_checked, instantiate_list, model_hparams, resolve_precision,
-                            validate_config)
+from .cli import ensure_writable
+from .config_checks import check_data_fits, check_resume_checkpoint, validate_config
+from .device import resolve_precision
+from .instantiate import instantiate_checked, instantiate_list
+from .runs import find_last_checkpoint, run_dir_of
+from .task import TaskModule
+
+
+def task_class(cfg: DictConfig) -> type[TaskModule]:
+    """The LightningModule class of the run's task (``module._target_``, set by the ``task`` group)."""
+    target = cfg.get("module", {}).get("_target_")
+    try:
+        cls = hydra.utils.get_class(str(target))
+    except Exception:
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, TaskModule)):
+        raise ValueError(f"module._target_={target!r} should name a TaskModule subclass; choose a task with "
+                         "task=classify or task=autoencode")
+    return cls
+
+
+def resume_path(cfg: DictConfig) -> str:
+    """``ckpt_path``: a file, or ``last``: the newest ``checkpoints/last.ckpt`` under ``paths.log_dir``
+    written by a run of the same model on the same data set."""
+    wanted = str(cfg.ckpt_path)
+    if wanted != "last":
+        if not Path(wanted).is_file():
+            raise FileNotFoundError(f"ckpt_path={wanted} does not exist; give a checkpoint file or 'last'")
+        return wanted
+    return str(find_last_checkpoint(cfg.paths.log_dir, cfg.model.get("name"), cfg.data.get("_target_")))
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit (and test, when the data has a test split); returns the final metrics."""
-    task = cfg.get("task", "classification")
-    if task == "autoencoder":  # experiment=checkerboard
-        from convzoo.training.autoencoder import train_autoencoder  # imported only when asked for
-
-        return train_autoencoder(cfg)
-    if task != "classification":
-        raise ValueError(f"task should be classification or autoencoder, got {task!r}")
-    validate_config(cfg)
-    ckpt_path = find_last_checkpoint(cfg) if cfg.get("ckpt_path") else None
+    task = task_class(cfg)
+    validate_config(cfg, net_args=task.NET_ARGS)
+    ckpt_path = resume_path(cfg) if cfg.get("ckpt_path") else None
     # A resume checks its checkpoint (it loads safely, same model) before anything is read or written.
     resumed = check_resume_checkpoint(cfg, ckpt_path) if ckpt_path is not None else None
     with open_dict(cfg):
@@ -44,22 +63,22 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate_checked(cfg.data, "data")
-    check_data_fits(cfg, datamodule, checkpoint_hparams=resumed)  # classes known up front
+    check_data_fits(cfg, datamodule, net_args=task.NET_ARGS, checkpoint_hparams=resumed)  # known up front
     # Classes, channels, size and normalisation are known once the data is read: read it now,
     # before the model is built (setup is idempotent; Lightning's own call reuses the splits).
     datamodule.prepare_data()
     datamodule.setup("fit")
-    check_data_fits(cfg, datamodule, checkpoint_hparams=resumed)  # classes known from the files
+    check_data_fits(cfg, datamodule, net_args=task.NET_ARGS, checkpoint_hparams=resumed)  # known from the files
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model_cfg.update(num_classes=datamodule.num_classes, in_chans=datamodule.in_chans)
+    model_cfg.update({key: getattr(datamodule, key) for key in task.NET_ARGS})
     net = hydra.utils.instantiate(model_cfg)
+    task.check_data(net, datamodule)
     report = complexity(net, (datamodule.in_chans, *datamodule.image_size))
-    module = ClassificationModule(
-        net, hydra.utils.instantiate(cfg.optimizer), hydra.utils.instantiate(cfg.scheduler),
-        num_classes=datamodule.num_classes, model_cfg=model_cfg, data_info=datamodule_info(datamodule),
-        **cfg.module)
+    options = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=True).items() if k != "_target_"}
+    module = task(net, hydra.utils.instantiate(cfg.optimizer), hydra.utils.instantiate(cfg.scheduler),
+                  model_cfg=model_cfg, data_info=datamodule_info(datamodule), **options)
 
-    hparams = model_hparams(cfg, report)
+    hparams = {**model_hparams(cfg, report), **module.hparams_summary()}
     callbacks = instantiate_list(cfg.get("callbacks"), hparams=hparams, complexity_table=report.table())
     loggers = instantiate_list(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -68,12 +87,12 @@ def train(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    fit_seconds = time.perf_counter() - start
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test") and datamodule.has_test and not trainer.fast_dev_run:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-    summary = {**hparams, **metrics, "fit_seconds": time.perf_counter() - start,
-               "best_checkpoint": trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""}
+    summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "best_checkpoint": best}
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -83,3 +102,14 @@ def datamodule_info(dm) -> dict:
     """What evaluate needs to read a checkpoint back: classes and normalisation."""
     return {"num_classes": dm.num_classes, "class_names": list(dm.class_names), "in_chans": dm.in_chans,
             "image_size": list(dm.image_size), "mean": list(dm.mean), "std": list(dm.std)}
+
+
+def model_hparams(cfg: DictConfig, report) -> dict:
+    """The run's key facts for TensorBoard's HParams tab and the leaderboard."""
+    return {
+        "task": cfg.get("task", "classify"), "model": cfg.model.get("name", "?"), "data": cfg.data._target_.rsplit(".", 1)[-1],
+        "params": report.total_params, "macs": report.total_macs,
+        "batch_size": cfg.data.get("batch_size"), "lr": cfg.optimizer.get("lr"),
+        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1], "epochs": cfg.trainer.get("max_epochs"),
+        "precision": str(cfg.trainer.get("precision")), "seed": cfg.seed,
+    }

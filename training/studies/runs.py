@@ -91,7 +91,7 @@ def build(model_cfg: dict) -> torch.nn.Module:
     """A run's network from its config (only this project's model classes: see check_targets)."""
     import hydra
 
-    from ..evaluation import check_targets
+    from convzoo.models.serialization import check_targets
 
     check_targets(model_cfg)
     return hydra.utils.instantiate(model_cfg).eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..setup import canonical_precision
+from ..device import canonical_precision
 from .runs import Run
 
 MIN_SECONDS = 0.5  # per net, mode and round: a training step of the small nets takes milliseconds

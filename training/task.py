@@ -1,4 +1,12 @@
-"""The LightningModule: any ``nn.Module`` classifier + an optimizer and scheduler given as partials."""
+"""What every task's LightningModule shares: the net, the optimizer and schedule built from config
+partials, per-epoch reshuffling, RNG state in checkpoints, and data-fitted layers.
+
+A task (``task=classify``, ``task=autoencode``) is a ``TaskModule`` subclass chosen by the config
+group ``task``; ``train(cfg)`` has one code path for all of them. Every task is built as
+``cls(net, optimizer, scheduler, *, model_cfg, data_info, **options)``: ``model_cfg`` (plain data)
+rebuilds the net from a checkpoint without unpickling code, ``data_info`` holds what the data told
+the run (classes, channels, image size, normalisation).
+"""
 from __future__ import annotations
 
 import math
@@ -7,10 +15,7 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from convzoo.models.layers.whitening import PatchWhitening, fit_whitening
 
@@ -44,68 +49,34 @@ def param_groups(net: nn.Module, weight_decay: float, exclude_norm_bias: bool, l
     return groups
 
 
-class ClassificationModule(L.LightningModule):
-    """Cross-entropy training of ``net`` with accuracy metrics under the ``train/``, ``val/``,
-    ``test/`` keys (``val/acc_best`` tracks the best epoch so far)."""
+class TaskModule(L.LightningModule):
+    """Base of every task. Subclasses set ``NET_ARGS`` (the facts of the data the net is built with,
+    e.g. ``("num_classes", "in_chans")``), ``MONITOR`` (the metric checkpoints rank by, and its
+    mode) and define the steps."""
 
-    def __init__(
-        self,
-        net: nn.Module,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        *,
-        num_classes: int,
-        label_smoothing: float = 0.0,
-        exclude_norm_bias_from_wd: bool = True,
-        channels_last: bool = False,
-        compile: bool = False,
-        tta_flip: bool = False,
-        whitening_images: int = 5000,
-        norm_bias_lr_scale: float = 1.0,
-        model_cfg: dict | None = None,
-        data_info: dict | None = None,
-    ) -> None:
+    NET_ARGS: tuple[str, ...] = ("in_chans",)
+    MONITOR: tuple[str, str] = ("val/loss", "min")
+
+    def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., Any] | None = None, *, model_cfg: dict | None = None,
+                 data_info: dict | None = None, exclude_norm_bias_from_wd: bool = True,
+                 norm_bias_lr_scale: float = 1.0, whitening_images: int = 5000) -> None:
         super().__init__()
         if not norm_bias_lr_scale > 0:
             raise ValueError(f"norm_bias_lr_scale should be > 0, got {norm_bias_lr_scale}")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing should be in [0, 1), got {label_smoothing}")
-        # The net is saved by its config (``model_cfg``, plain data) so a checkpoint can be read
-        # back without unpickling code; ``data_info`` holds the class names and normalisation.
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.channels_last = channels_last
+        self.data_info = dict(data_info or {})
         self.whitening_images = whitening_images
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        if compile:
-            self.net.compile()  # in place: the state_dict keeps its keys, so checkpoints stay portable
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-        self.val_acc_best = MaxMetric()
-        self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best
+        self.exclude_norm_bias_from_wd, self.norm_bias_lr_scale = exclude_norm_bias_from_wd, norm_bias_lr_scale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+    @classmethod
+    def check_data(cls, net: nn.Module, datamodule) -> None:
+        """Refuse data the net cannot take, before the first step (nothing to check by default)."""
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores (N, num_classes); in eval mode with ``tta_flip``, averaged with the
-        mirrored image's (test-time augmentation, as airbench does)."""
-        out = self(x)
-        if self.hparams.tta_flip and not self.training:
-            out = (out + self(x.flip(3))) / 2
-        return out
-
-    def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, y = batch
-        logits = self.logits(x)  # (N, num_classes)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hparams.label_smoothing)
-        return loss, logits.argmax(1), y
+    def hparams_summary(self) -> dict:
+        """Task-specific facts for the HParams tab and metrics.json."""
+        return {}
 
     def on_fit_start(self) -> None:
         # Data-dependent layers (patch whitening) are fitted once, before the first step, from
@@ -119,8 +90,7 @@ class ClassificationModule(L.LightningModule):
             raise ValueError("the model has a patch-whitening layer, which is fitted from the training "
                              "images: train it with one of the data modules of data/ (they provide "
                              "sample_train_images)")
-        images = dm.sample_train_images(self.whitening_images).to(self.device)
-        fit_whitening(self.net, images)
+        fit_whitening(self.net, dm.sample_train_images(self.whitening_images).to(self.device))
 
     def on_train_epoch_start(self) -> None:
         # Loaders that shuffle per epoch (InMemoryLoader) get the trainer's epoch, which after a
@@ -128,38 +98,6 @@ class ClassificationModule(L.LightningModule):
         loader = self.trainer.train_dataloader
         if callable(getattr(loader, "set_epoch", None)):
             loader.set_epoch(self.current_epoch)
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, preds, y = self._step(batch)
-        self.train_acc(preds, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True, prog_bar=True)
-        return loss
-
-    def on_validation_epoch_start(self) -> None:
-        self.val_loss.reset()
-        self.val_acc.reset()
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        loss, preds, y = self._step(batch)
-        self.val_loss(loss, weight=len(y))
-        self.val_acc(preds, y)
-
-    def on_validation_epoch_end(self) -> None:
-        acc = self.val_acc.compute()
-        if not self.trainer.sanity_checking:
-            self.val_acc_best(acc)
-        self.log("val/loss", self.val_loss.compute(), sync_dist=True)
-        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
-        best = self.val_acc_best.compute() if self.val_acc_best.update_count else acc
-        self.log("val/acc_best", best, prog_bar=True, sync_dist=True)
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        loss, preds, y = self._step(batch)
-        self.test_loss(loss, weight=len(y))
-        self.test_acc(preds, y)
-        self.log("test/loss", self.test_loss, on_epoch=True)
-        self.log("test/acc", self.test_acc, on_epoch=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # RNG states, so a resumed run draws the same dropout masks and augmentations as an
@@ -178,8 +116,8 @@ class ClassificationModule(L.LightningModule):
     def configure_optimizers(self):
         # weight_decay is the optimizer config's (optimizer.weight_decay=...); it is applied per group.
         keywords = getattr(self.optimizer_factory, "keywords", {})
-        groups = param_groups(self.net, keywords.get("weight_decay", 0.0), self.hparams.exclude_norm_bias_from_wd,
-                              keywords.get("lr"), self.hparams.norm_bias_lr_scale)
+        groups = param_groups(self.net, keywords.get("weight_decay", 0.0), self.exclude_norm_bias_from_wd,
+                              keywords.get("lr"), self.norm_bias_lr_scale)
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
@@ -188,6 +126,5 @@ class ClassificationModule(L.LightningModule):
             raise ValueError("the learning-rate schedule needs a bounded run: set trainer.max_epochs "
                              "or trainer.max_steps")
         per_epoch = max(1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches))
-        total = int(total)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total, steps_per_epoch=per_epoch)
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(total), steps_per_epoch=per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
