@@ -14,6 +14,7 @@ An architecture is data (a YAML file in ``configs/model/``)::
 Every block is built as ``Block(in_channels, out_channels, stride=s, **args)``; keys other than
 ``block``, ``out_channels``, ``in_channels``, ``stride``, ``num_blocks`` and ``scale`` are the
 block's own arguments. ``in_channels`` is optional: the net knows it, and checks it when given.
+What a block must take and provide is the contract in ``layers/contract.py``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from torch import nn
 
 from convzoo.checks import check_input
 
+from .layers.contract import Block, channel_args, own_init, reduction
 from .registry import get_block
 
 _SPEC_KEYS = ("block", "out_channels", "in_channels", "stride", "num_blocks", "scale")
@@ -139,7 +141,7 @@ class Net(nn.Module):
                                  f"block gives {channels}")
             scale = entry.get("scale", True)
             args = {k: v for k, v in entry.items() if k not in _SPEC_KEYS}
-            for arg in getattr(cls, "channel_args", ()):
+            for arg in channel_args(cls):
                 if arg in args:
                     args[arg] = self._scaled(args[arg], scale)
             try:
@@ -147,6 +149,10 @@ class Net(nn.Module):
                             stride=entry.get("stride", 1), **args)
             except (ValueError, TypeError) as err:
                 raise ValueError(f"{at}: {err}") from None
+            if not isinstance(block, Block):
+                missing = [a for a in ("in_channels", "out_channels", "stride") if not hasattr(block, a)]
+                raise TypeError(f"{at}: {cls.__name__} breaks the block contract (models/layers/contract.py): "
+                                f"it lacks {', '.join(missing)}")
             channels = block.out_channels
             blocks.append(block)
         return nn.Sequential(*blocks), channels
@@ -156,11 +162,7 @@ class Net(nn.Module):
         """Downsampling factor of a sequence; upsampling blocks (``scale_factor``) divide it."""
         stride = 1
         for block in seq:
-            if hasattr(block, "scale_factor"):
-                stride /= block.scale_factor
-                continue
-            s = getattr(block, "stride", 1)
-            stride *= s[0] if isinstance(s, tuple) else s
+            stride *= reduction(block)
         return stride
 
     def init_weights(self) -> None:
@@ -175,8 +177,9 @@ class Net(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         for m in self.modules():
-            if m is not self and callable(getattr(m, "init_weights", None)):
-                m.init_weights()
+            init = own_init(m) if m is not self else None
+            if init is not None:
+                init()
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a fresh one for ``num_classes`` (0: no classifier)."""

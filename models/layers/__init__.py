@@ -2,6 +2,7 @@
 block name that model specs can use (``models.registry.list_blocks()``)."""
 from .arithmetic import (ReceptiveField, conv_output_size, conv_transpose_output_size,
                          effective_kernel_size, pool_output_size, receptive_field, same_padding)
+from .contract import Block, check_block
 from .conv import ConvNormAct, NormAct, make_act, make_norm
 from .convpool import ConvPoolBlock
 from .highway import HighwayBlock
@@ -19,6 +20,7 @@ from .whitening import PatchWhitening, fit_whitening
 __all__ = [
     "ReceptiveField", "conv_output_size", "conv_transpose_output_size", "effective_kernel_size",
     "pool_output_size", "receptive_field", "same_padding",
+    "Block", "check_block",
     "ConvNormAct", "ConvPoolBlock", "NormAct", "make_act", "make_norm", "PatchWhitening", "fit_whitening",
     "HighwayBlock", "InceptionBlock", "GlobalAvgPool2d", "Pool2d", "conv2d_im2col", "conv_matrix",
     "BasicBlock", "Bottleneck", "PlainBlock", "PreActBlock", "ShortcutA", "make_shortcut",

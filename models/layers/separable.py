@@ -122,6 +122,8 @@ class SpatiallySeparableConv(nn.Module):
     at the borders); the second conv keeps its bias, which is the combined conv's bias.
     """
 
+    channel_args = ("mid_channels",)  # scaled with the net's width_mult, like out_channels
+
     def __init__(
         self,
         in_channels: int,
