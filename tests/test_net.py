@@ -74,6 +74,14 @@ def test_width_multiplier_scales_channels_with_rounding():
     assert wide(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
 
+def test_width_multiplier_scales_every_channel_arg():
+    net = Net(stem=STEM, stages=[{"block": "spatial_sep", "out_channels": 32, "mid_channels": 16},
+                                 {"block": "bottleneck", "out_channels": 64, "width": 32}], width_mult=0.5)
+    sep, bottleneck = net.stages[0][0], net.stages[1][0]
+    assert (sep.out_channels, sep.mid_channels) == (16, 8)
+    assert (bottleneck.out_channels, bottleneck.conv1.out_channels) == (32, 16)
+
+
 def test_unscaled_entries_keep_their_width():
     net = Net(stem=[{"block": "conv", "out_channels": 16, "scale": False}],
               stages=[{"block": "conv", "out_channels": 32}], width_mult=0.5)
