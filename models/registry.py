@@ -128,46 +128,11 @@ def create_model(name: str, *, checkpoint=None, **overrides) -> nn.Module:
     state_dict file, read with ``torch.load(weights_only=True)`` (tensors and plain data only: the
     file never runs code) and loaded strictly; the errors say which file and what does not fit.
     """
-    from pathlib import Path
-
-    import torch
     from hydra.utils import instantiate
 
-    from .serialization import safe_torch_load
+    from .serialization import load_weights, net_state, safe_torch_load
 
     net = instantiate(model_config(name, **overrides))
     if checkpoint is None:
         return net
-    path = Path(checkpoint)
-    ckpt = safe_torch_load(path)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no state_dict (a dict of tensors), so it has no weights to load")
-    if any(str(k).startswith("net.") for k in state):  # a Lightning checkpoint: the net's weights only
-        state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
-    own = net.state_dict()
-    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
-    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
-    problems = []
-    fc_w = getattr(getattr(net, "fc", None), "weight", None)
-    if "fc.weight" in wrong and fc_w is not None and state["fc.weight"].shape[1:] == fc_w.shape[1:]:
-        problems.append(f"checkpoint has {state['fc.weight'].shape[0]} classes, model {name} was built for "
-                        f"{fc_w.shape[0]} (pass num_classes={state['fc.weight'].shape[0]})")
-        wrong = [k for k in wrong if k not in ("fc.weight", "fc.bias")]
-    if missing or unexpected or wrong:
-        def few(keys):
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-
-        if missing:
-            problems.append(f"{len(missing)} weights of {name} are missing from it: {few(missing)}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} weights in it are not in {name}: {few(unexpected)}")
-        if wrong:
-            problems.append("shapes differ: " + few([f"{k} {tuple(state[k].shape)} in the checkpoint vs "
-                                                     f"{tuple(own[k].shape)} in the model" for k in sorted(wrong)]))
-        if not problems[0].startswith("checkpoint has"):
-            problems.append("it was probably saved from another architecture")
-    if problems:
-        raise ValueError(f"the weights in {path} do not fit model {name}: " + "; ".join(problems))
-    net.load_state_dict(state, strict=True)
-    return net
+    return load_weights(net, net_state(safe_torch_load(checkpoint), checkpoint), name=name, source=checkpoint)
