@@ -24,7 +24,7 @@ train: $(STAMP)
 
 # The zoo's complexity table.
 zoo: $(STAMP)
-	$(PY) -m models $(ARGS)
+	$(VENV)/bin/convzoo zoo $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

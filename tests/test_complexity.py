@@ -1,4 +1,4 @@
-"""models.complexity: MACs against FlopCounterMode, params, activations, receptive fields, CLI."""
+"""models.complexity: MACs against FlopCounterMode, params, activations, receptive fields."""
 import pytest
 import torch
 from hypothesis import given, settings
@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from convzoo.models import registry
-from convzoo.models.__main__ import main
 from convzoo.models.complexity import complexity, flop_counter_macs
 from convzoo.models.layers.arithmetic import receptive_field
 from convzoo.models.layers.conv import ConvNormAct
@@ -271,43 +270,3 @@ def test_table_and_dicts():
     assert len({len(line) for line in r.table().splitlines()[:2]}) == 1  # header as wide as the rule
     d = r.to_dicts()[0]
     assert d["name"] == "stem" and d["rf_size"] == 3 and set(d) >= {"macs", "params", "activation_bytes"}
-
-
-def test_cli_prints_a_table_per_named_model(capsys):
-    assert main(["resnet20", "--input-size", "3", "16", "16", "--rows", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "== resnet20, input (3, 16, 16)" in out and "more rows" in out and "total" in out
-    params = sum(p.numel() for p in registry.create_model("resnet20").parameters())
-    assert f"{params:,}" in out
-
-
-def test_cli_summarises_every_model(capsys):
-    assert main([]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["model", "params", "MACs"]
-    assert [line.split()[0] for line in lines[1:]] == registry.list_models()
-    row = next(line.split() for line in lines if line.startswith("resnet20 "))
-    report = complexity(registry.create_model("resnet20"))
-    assert row[1] == f"{report.total_params:,}" and row[-1] == f"{report.max_local_rf:g}"
-
-
-def test_cli_markdown_table_has_a_row_per_model(capsys):
-    assert main(["--markdown"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
-    assert [r.split("|")[1].strip() for r in rows] == registry.list_models()
-
-
-def test_cli_blocks_and_unknown_names(monkeypatch, capsys):
-    class NeedsExtra(nn.Module):
-        def __init__(self, in_channels, out_channels, width, *, stride=1):
-            super().__init__()
-
-    monkeypatch.setitem(registry._BLOCKS, "zz_needs_extra", NeedsExtra)
-    assert main(["--blocks", "--input-size", "3", "16", "16"]) == 0
-    out = capsys.readouterr().out
-    conv = next(line for line in out.splitlines() if line.startswith("conv "))
-    assert conv.split()[2] == f"{sum(p.numel() for p in ConvNormAct(32, 32).parameters()):,}"
-    assert "zz_needs_extra" in out and "needs block-specific arguments" in out
-    with pytest.raises(SystemExit):
-        main(["resnet21"])
-    assert "unknown model(s) resnet21; known models:" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Learning curves from a run's own TensorBoard events: a PNG and a per-epoch Markdown table.
 
-    python -m training.curves <run folder> [<run folder> ...] --out curves.png [--table]
+    convzoo curves <run folder> [<run folder> ...] --out curves.png [--table]
 
 Several runs are drawn on the same axes, labelled by their folder name (or model name).
 """
@@ -65,7 +65,7 @@ def plot(runs: dict[str, dict[str, list[float]]], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.curves", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="convzoo curves", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (with TensorBoard events)")
     parser.add_argument("--out", type=Path, default=Path("curves.png"), help="PNG to write")
     parser.add_argument("--table", action="store_true", help="print each run's per-epoch table")

@@ -1,0 +1,4 @@
+"""``python -m convzoo``: the ``convzoo`` command."""
+from convzoo.cli import main
+
+raise SystemExit(main())
