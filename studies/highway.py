@@ -1,13 +1,32 @@
 """Highway networks (Srivastava, Greff & Schmidhuber 2015, "Training Very Deep Networks"): what the
 study logs while they train. ``y = H(x) T(x) + x (1 - T(x))``; the gate T's bias starts negative so
 that each layer first carries its input, and ``HighwayGateMonitor`` shows how open the gates end up.
+
+The report reads the gates from what the runs logged (``gates/...``) and their biases from the model
+specs (``gate_bias``); runs without gates are references of the same budget (``REFERENCE_STUDIES``:
+with ``all``, the degradation study's runs trained with the same recipe).
 """
 from __future__ import annotations
 
+import math
+import re
+import statistics
+from pathlib import Path
+
 import lightning as L
 import torch
+from matplotlib.ticker import MaxNLocator
 
+from convzoo.models.complexity import si
 from convzoo.models.layers.highway import HighwayBlock
+from convzoo.training.reporting import plt
+from convzoo.training.tables import markdown_table
+
+from .common import Run, budget_note, curves_axes, gate_biases, minutes, pct, save
+
+TITLE = "Highway versus residual; the gate bias; how open the gates end up (Srivastava et al. 2015)"
+FOLDERS = "<its sweep folder> <the degradation sweep folder>"  # the references share its budget
+REFERENCE_STUDIES = ("degradation",)
 
 
 class HighwayGateMonitor(L.Callback):
@@ -74,3 +93,62 @@ class HighwayGateMonitor(L.Callback):
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+def report(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
+    rows, layers = [], {}
+    for r in runs:
+        gates = {t[len("gates/"):]: v[-1][1] for t, v in r.scalars.items() if t.startswith("gates/")}
+        layers.update(dict.fromkeys(gates))  # stage<i>.block<j>, ordered below
+        biases = sorted(set(gate_biases(r.model)))
+        low = min(gates, key=gates.get) if gates else None
+        high = max(gates, key=gates.get) if gates else None
+        rows.append([r.label, si(r.metrics.get("params", 0)), si(r.metrics.get("macs", 0)),
+                     "/".join(f"{b:g}" for b in biases) or None,
+                     "/".join(f"{1 / (1 + math.exp(-b)):.3f}" for b in biases) or None,
+                     f"{statistics.fmean(gates.values()):.3f}" if gates else None,
+                     f"{low} {gates[low]:.3f}" if low else None, f"{high} {gates[high]:.3f}" if high else None,
+                     pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)])
+    text = markdown_table(["run", "params", "MACs", "gate bias b", "sigmoid(b)", "mean gate (end)",
+                           "most closed layer", "most open layer", "val acc", "best val acc", "fit (min)"], rows)
+    layers = sorted(layers, key=lambda n: [int(d) for d in re.findall(r"\d+", n)] or [1 << 30])
+    gated = [r for r in runs if any(t.startswith("gates/") for t in r.scalars)]
+    if gated:
+        per_layer = [[name] + [f"{r.last('gates/' + name):.3f}" if r.last("gates/" + name) is not None else None
+                               for r in gated] for name in layers]
+        text += "\n\nMean gate T per layer at the end (0: the layer carries its input, 1: it transforms):\n\n"
+        text += markdown_table(["layer"] + [r.label for r in gated], per_layer)
+        moves = [f"{r.label} {1 / (1 + math.exp(-b[0])):.3f} -> "
+                 f"{statistics.fmean(r.last('gates/' + n) for n in layers if r.last('gates/' + n) is not None):.3f}"
+                 for r in gated if len(b := sorted(set(gate_biases(r.model)))) == 1]
+        if moves:
+            text += "\n\nMean gate over layers, at the start (sigmoid(b)) -> at the end: " + "; ".join(moves) + "."
+        accs = [a for a in (r.last("val/acc_best") for r in gated) if a is not None]
+        if len(accs) > 1:
+            text += (f" Best val acc across the {len(accs)} gated runs spans {100 * (max(accs) - min(accs)):.2f} "
+                     f"points (one seed each).")
+        best = max(gated, key=lambda r: r.last("val/acc_best") or 0)
+        text += f"\n\nBest gate bias at this budget: {best.label} ({pct(best.last('val/acc_best'))} best val acc)."
+        others = [r for r in runs if r not in gated]
+        if others:
+            text += " References of the same budget: " + ", ".join(
+                f"{r.label} ({si(r.metrics.get('params', 0))} params) {pct(r.last('val/acc_best'))}" for r in others) + "."
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    curves_axes(runs, axes[0], tags=("train/acc_epoch", "val/acc"))
+    axes[0].set_title("accuracy: training (dashed), validation (solid)")
+    for r in gated:
+        values = [r.last("gates/" + name) for name in layers]
+        axes[1].plot(range(len(values)), values, "o-", color=f"C{runs.index(r) % 10}", label=r.label)
+        for b in set(gate_biases(r.model)):
+            axes[1].axhline(1 / (1 + math.exp(-b)), ls=":", color=f"C{runs.index(r) % 10}")
+        steps = sorted({s for t, v in r.scalars.items() if t.startswith("gates/") for s, _ in v})
+        means = [statistics.fmean(dict(r.scalars["gates/" + n]).get(s, math.nan) for n in layers) for s in steps]
+        batch = r.cfg.get("data", {}).get("batch_size") or 1
+        axes[2].plot([s * batch / 1000 for s in steps], means, "o-", color=f"C{runs.index(r) % 10}", label=r.label)
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].set(xlabel="highway layer (input side first)", ylabel="mean gate T", title="gates at the end (dotted: sigmoid(b))")
+    axes[2].set(xlabel="training images seen (thousands)", ylabel="mean gate T over layers", title="gates during training")
+    for ax in axes[1:]:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return text + "\n\n" + budget_note(runs), [save(fig, out, "highway")]

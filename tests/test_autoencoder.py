@@ -15,8 +15,8 @@ from train import train
 from convzoo.models.autoencoder import DECODERS, ConvAutoencoder
 from convzoo.studies.checkerboard import flat_code_pattern, pattern_rms
 from convzoo.training.autoencode import AutoencoderModule
-from convzoo.training.checkerboard import main as report_main
-from convzoo.training.checkerboard import report_checkerboard
+from convzoo.studies.registry import main as study_main
+from convzoo.studies.registry import report as study_report
 
 SWEPT = ["transposed_k3", "transposed_k4", "resize"]
 
@@ -123,12 +123,13 @@ def test_multirun_trains_each_decoder_and_the_report_compares_them(tmp_path, cap
     assert metrics["decoder"] == "transposed_k3" and metrics["decoder/checkerboard_score"] > 0.5
     assert math.isfinite(metrics["val/psnr"]) and metrics["params"] > 0
 
-    table = report_checkerboard(sweep, tmp_path / "report")
+    # The study's report (convzoo.studies.checkerboard, through the registry: convzoo study checkerboard).
+    table = study_report("checkerboard", [sweep], tmp_path / "report")
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert [r.split(" | ")[0] for r in rows] == [f"| `{d}`" for d in SWEPT]
     assert (tmp_path / "report" / "checkerboard.png").stat().st_size > 5000
     assert f"![checkerboard: reconstructions by decoder]({tmp_path / 'report' / 'checkerboard.png'})" in table
-    assert report_main([str(sweep)]) == 0 and (sweep / "checkerboard.png").is_file()
+    assert study_main(["checkerboard", str(sweep), "--out", str(sweep)]) == 0 and (sweep / "checkerboard.png").is_file()
     assert [line for line in (sweep / "checkerboard.md").read_text().splitlines() if line.startswith("| `")] == rows
-    assert report_main([str(tmp_path / "report")]) == 1  # no runs there
+    assert study_main(["checkerboard", str(tmp_path / "report")]) == 1  # no runs there
     assert "error: no autoencoder runs" in capsys.readouterr().err

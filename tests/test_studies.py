@@ -1,9 +1,11 @@
 """The studies: their model configs keep the relations the studies rely on, the
-highway gate monitor logs one scalar per block, and the report command turns sweeps into tables
-and plots (fake sweeps written with TensorBoard's SummaryWriter, and one real tiny run)."""
+highway gate monitor logs one scalar per block, and the report command (``convzoo study``) turns
+sweeps into tables and plots, comparing runs by what their configs say rather than by model names
+(fake sweeps written with TensorBoard's SummaryWriter, and one real tiny run)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,9 +23,10 @@ from convzoo.models.registry import model_config
 from test_configs import CONFIG_DIR, compose_train
 from test_train import TINY
 from train import train
+from convzoo.studies.efficiency import runs_precision
 from convzoo.studies.highway import HighwayGateMonitor
+from convzoo.studies.registry import main
 from convzoo.training.runs import read_scalars
-from convzoo.training.studies import main, report
 
 EFF = ["eff_standard", "eff_separable", "eff_grouped", "eff_grouped_shuffle", "eff_shuffle"]
 STUDY_EXPERIMENTS = ["degradation", "highway", "efficiency", "dilation", "pooling"]
@@ -83,7 +86,8 @@ def test_study_experiments_tag_their_runs_and_state_their_cpu_budget(experiment)
     cfg = compose_train(f"experiment={experiment}")
     assert cfg.study == experiment and 0 < cfg.trainer.limit_train_batches <= 1 and cfg.trainer.max_epochs <= 10
     text = (CONFIG_DIR / "experiment" / f"{experiment}.yaml").read_text()
-    assert "on 2 CPU cores" in text and "minutes for" in text and f"python -m training.studies {experiment}" in text
+    assert "Budget:" in text and f"docs/studies/{experiment}.md" in text and f"convzoo study {experiment} " in text
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b|Measured on", text)  # measurements live in docs/studies
 
 
 def test_the_gate_bias_is_set_from_the_command_line():
@@ -104,9 +108,9 @@ def test_gate_monitor_refuses_blocks_built_with_another_bias():
 
 
 def test_gate_monitor_logs_one_scalar_per_highway_block_and_the_report_reads_them(tmp_path, capsys):
-    cfg = compose_train(*TINY, "model=highway_19", "model.width_mult=0.25", "callbacks=highway_gates",
-                        "trainer.max_epochs=2", "test=false", "callbacks.run_report=null",
-                        tmp_path=tmp_path / "run")
+    cfg = compose_train("experiment=highway", *TINY, "model.width_mult=0.25", "highway_gate_bias=-2",
+                        "trainer.max_epochs=2", "trainer.limit_train_batches=1.0", "test=false",
+                        "callbacks.run_report=null", tmp_path=tmp_path / "run")
     metrics = train(cfg)
     blocks = sum(isinstance(m, HighwayBlock) for m in create_model("highway_19").modules())
     scalars = read_scalars(tmp_path / "run")
@@ -125,13 +129,15 @@ def test_gate_monitor_logs_one_scalar_per_highway_block_and_the_report_reads_the
 
 
 def fake_run(folder: Path, model: str, train_acc: list[float], val_acc: list[float], study: str | None = None,
-             **overrides) -> None:
-    """A run folder as train.py writes it (config.yaml, metrics.json, events), with given curves."""
+             extra: dict | None = None, name: str | None = None, **overrides) -> None:
+    """A run folder as train.py writes it (config.yaml, metrics.json, events), with given curves;
+    ``extra``: more top-level config keys; ``name``: the model spec's name, if not ``model``."""
     folder.mkdir(parents=True)
     spec = OmegaConf.to_container(model_config(model, **overrides), resolve=True)
+    spec["name"] = name or spec["name"]
     cfg = {"model": spec, "data": {"batch_size": 128}, "trainer": {"max_epochs": len(val_acc), "limit_train_batches": 0.25},
            "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1}, "scheduler": {"_target_": "training.schedulers.cosine"}}
-    OmegaConf.save({**cfg, **({"study": study} if study else {})}, folder / "config.yaml")
+    OmegaConf.save({**cfg, **({"study": study} if study else {}), **(extra or {})}, folder / "config.yaml")
     rep = complexity(instantiate(spec))
     (folder / "metrics.json").write_text(json.dumps({
         "model": model, "params": rep.total_params, "macs": rep.total_macs, "val/acc": val_acc[-1],
@@ -145,11 +151,12 @@ def fake_run(folder: Path, model: str, train_acc: list[float], val_acc: list[flo
             tb.add_scalar("val/loss", 2 - 2 * v, step)
 
 
-def degradation_sweep(root: Path) -> None:
+def degradation_sweep(root: Path, names: dict[str, str] | None = None) -> None:
     curves = {"plain20": [.4, .5, .6, .7], "plain56": [.3, .4, .5, .55], "resnet20": [.4, .5, .6, .7],
               "resnet56": [.42, .55, .65, .75]}
     for i, (model, acc) in enumerate(curves.items()):
-        fake_run(root / f"{i}_{model}", model, acc, [a - 0.05 for a in acc], study="degradation")
+        fake_run(root / f"{i}_{model}", model, acc, [a - 0.05 for a in acc], study="degradation",
+                 name=(names or {}).get(model))
 
 
 def test_degradation_report_tables_the_runs_and_says_what_they_show(tmp_path, capsys):
@@ -164,6 +171,16 @@ def test_degradation_report_tables_the_runs_and_says_what_they_show(tmp_path, ca
     assert "Budget of every run: 4 epochs x 0.25 of the data, batch 128, SGD lr 0.1, cosine" in out
     assert (tmp_path / "out" / "degradation.png").stat().st_size > 5000
     assert "![degradation](" in (tmp_path / "out" / "degradation.md").read_text()
+
+
+def test_degradation_tells_the_families_and_depths_from_the_specs_not_the_names(tmp_path, capsys):
+    names = {"plain20": "deep_a", "plain56": "net_b", "resnet20": "zz_short", "resnet56": "aa"}
+    degradation_sweep(tmp_path / "sweep", names)
+    assert main(["degradation", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "net_b ends with 45.0% training error against deep_a's 30.0%: the deeper plain net trains worse" in out
+    assert "aa ends with 25.0% training error against zz_short's 30.0%: the deeper residual net trains better" in out
+    assert "changes the training error by +15.0 points without shortcuts and by -5.0 points with them" in out
 
 
 def test_budget_names_the_precision_and_tells_fp32_and_bf16_runs_apart(tmp_path, capsys):
@@ -203,8 +220,25 @@ def test_efficiency_report_states_the_shuffle_ablation(tmp_path, capsys):
             "permutation makes training 1.00x as fast (run log).") in capsys.readouterr().out
 
 
+def test_efficiency_finds_its_reference_and_the_shuffle_pair_in_the_configs(tmp_path, capsys):
+    """The reference is the model the experiment config names; the ablation pair is the two specs
+    that differ only by channel_shuffle blocks, whatever the models are called."""
+    ref = {"study_reference": "eff_standard"}
+    runs = {"eff_grouped": ("g", .55), "eff_standard": ("eff_standard", .6), "eff_grouped_shuffle": ("g_s", .58),
+            "eff_shuffle": ("u", .57)}
+    for i, (model, (name, acc)) in enumerate(runs.items()):
+        fake_run(tmp_path / "s" / f"{i}_{model}", model, [acc - .1, acc], [acc - .1, acc], study="efficiency",
+                 extra=ref, name=name)
+    assert main(["efficiency", str(tmp_path / "s"), "--out", str(tmp_path / "out"), "--repeats", "0"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in out.splitlines() if line.startswith("| ")}
+    assert rows["| eff_standard"][3] == "1.00" and rows["| g"][3] == "0.26"  # MACs / the named reference
+    assert "g: 3.8x fewer MACs than eff_standard" in out
+    assert out.count("Channel shuffle, the exact ablation") == 1
+    assert "the exact ablation: g_s has g's weights and MACs plus a weightless permutation" in out
+
+
 def test_efficiency_speed_is_measured_in_the_precision_the_runs_trained_in(tmp_path):
-    from convzoo.training.studies.speed import runs_precision
     from convzoo.training.timing import measure_training_and_inference
 
     run = lambda precision: SimpleNamespace(cfg={"trainer": {"precision": precision}})  # noqa: E731
@@ -240,13 +274,6 @@ def test_all_reports_each_study_found_and_pooling_tells_the_downsampling_apart(t
                               "Max-pooling versus strided convolution (Springenberg et al. 2015)")]
     assert "| allconv x0.5 | 3x3 conv /2 |" in out and "| allconv_pool x0.5 | 3x3 max-pool /2 |" in out
     assert {p.name for p in (tmp_path / "out").glob("*.png")} == {"degradation.png", "dilation.png", "pooling.png"}
-
-
-def test_checkerboard_is_the_autoencoder_report(tmp_path, monkeypatch):
-    import convzoo.training.checkerboard
-
-    monkeypatch.setattr(convzoo.training.checkerboard, "report_checkerboard", lambda d, out: f"decoders of {d.name}")
-    assert "decoders of sweep" in report("checkerboard", [tmp_path / "sweep"], tmp_path / "out")
 
 
 def test_report_errors_say_what_is_missing(tmp_path, capsys):

@@ -1,17 +1,23 @@
-"""What the study reports share: the classifier runs of their sweeps (found and read by
-``training.runs``), labelled for tables and legends, and the cell and plot helpers."""
+"""What the study reports share: their runs (found and read by ``convzoo.training.runs``), labelled
+for tables and legends; the facts of a run's model spec a report compares by; the budget note;
+the cell and plot helpers."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+from convzoo.models.net import expand_stage
+from convzoo.training import runs as convzoo_runs
+from convzoo.training.reporting import plt
+from convzoo.training.runs import CLASSIFIER, Run, number
 
-from .. import runs as convzoo_runs
-from ..reporting import plt
-from ..runs import CLASSIFIER, Run, number
+__all__ = ["Run", "number", "find_runs", "label_runs", "spec_blocks", "gate_biases", "pct", "minutes", "recipe",
+           "budget_note", "save", "curves_axes"]
 
-__all__ = ["Run", "number", "find_runs", "label_runs", "gate_biases", "pct", "minutes", "recipe", "budget_note",
-           "save", "curves_axes", "build"]
+
+def spec_blocks(model: dict) -> list[dict]:
+    """The blocks of a model spec's stages one by one, as ``Net`` builds them (``expand_stage``:
+    ``num_blocks`` spelled out, each block with its own stride)."""
+    return [block for stage in model.get("stages", []) for block in expand_stage(stage)]
 
 
 def gate_biases(node) -> list[float]:
@@ -22,9 +28,9 @@ def gate_biases(node) -> list[float]:
     return [b for v in node for b in gate_biases(v)] if isinstance(node, list) else []
 
 
-def find_runs(folders) -> list[Run]:
-    """Classifier runs (``metrics.json`` + ``config.yaml``) under ``folders``, in job order, labelled."""
-    return label_runs(convzoo_runs.find_runs(folders, task=CLASSIFIER))
+def find_runs(folders, task: str = CLASSIFIER) -> list[Run]:
+    """The runs of ``task`` (``metrics.json`` + ``config.yaml``) under ``folders``, in job order, labelled."""
+    return label_runs(convzoo_runs.find_runs(folders, task=task))
 
 
 def label_runs(runs: list[Run]) -> list[Run]:
@@ -85,15 +91,3 @@ def curves_axes(runs: list[Run], axes, tags=("train/acc_epoch", "val/acc"), erro
     axes.set(xlabel="training images seen (thousands)", ylabel="error" if error else "accuracy")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
-
-
-def build(model_cfg: dict) -> torch.nn.Module:
-    """A run's network from its config (only this project's model classes: see check_targets)."""
-    import hydra
-
-    from convzoo.models.serialization import check_targets
-
-    check_targets(model_cfg)
-    return hydra.utils.instantiate(model_cfg).eval()
-
-

@@ -1,0 +1,105 @@
+"""The study reports: a results table and a plot per study, generated from the runs' own logs.
+
+    convzoo study <study> <sweep folder> [<sweep folder> ...] [--out docs/studies] [--markdown]
+    convzoo study all logs/train/multiruns        # every study whose runs are found there
+
+(``python -m convzoo.studies`` is the same command.) Each study is ``python train.py -m
+experiment=<study>`` (its YAML states the budget) and a module here that declares its ``TITLE`` and
+its ``report(runs, out, *, repeats, batch) -> (markdown, figure paths)``; optional module attributes:
+``TASK`` (the runs it reads: classifier by default), ``FOLDERS`` (the folders its command names),
+``NEEDS_RUNS`` (False: it reports without runs), ``REFERENCE_STUDIES`` (with ``all``, those studies'
+runs of the same recipe join it) and ``FIGURE_ALT``. A single study reads every run of its task
+under the folders given (so ``highway <highway sweep> <degradation sweep>`` adds the plain and
+residual nets of the same budget as references); ``all`` sorts runs by the ``study`` key their
+experiment config sets. Each run folder holds ``config.yaml``, ``metrics.json`` and its TensorBoard
+events (``train.py``). Output: the markdown table(s) on stdout (``--markdown``: a whole README
+section) and ``<out>/<study>.png`` and ``<out>/<study>.md``.
+"""
+from __future__ import annotations
+
+import re
+from importlib import import_module
+from pathlib import Path
+
+from convzoo.training.runs import CLASSIFIER
+
+from .common import Run, find_runs, label_runs, recipe
+
+__all__ = ["STUDIES", "TITLES", "report", "report_all", "main"]
+
+# A new study is a module of this package and its name here (the order of ``all`` and of README).
+STUDIES = {name: import_module(f"convzoo.studies.{name}")
+           for name in ("degradation", "highway", "efficiency", "checkerboard", "dilation", "pooling")}
+TITLES = {name: module.TITLE for name, module in STUDIES.items()}
+DATA = "data=folder data.root=../shared/datasets/cifar10-jpeg"
+
+
+def _task(module) -> str:
+    return getattr(module, "TASK", CLASSIFIER)
+
+
+def report(study: str, folders, out: Path, *, repeats: int = 5, batch: int = 128, runs: list[Run] | None = None) -> str:
+    """The study's markdown section (commands, tables, what they show, the plot); also written to
+    ``<out>/<study>.md`` next to ``<out>/<study>.png``."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; expected one of: {', '.join(STUDIES)} (or all)")
+    module, out = STUDIES[study], Path(out)
+    runs = find_runs(folders, _task(module)) if runs is None else label_runs(runs)
+    if not runs and getattr(module, "NEEDS_RUNS", True):
+        raise ValueError(f"no {_task(module)} runs (config.yaml + metrics.json) under {', '.join(map(str, folders))}; "
+                         f"train them with: python train.py -m experiment={study} {DATA}")
+    body, figures = module.report(runs, out, repeats=repeats, batch=batch)
+    commands = (f"```bash\npython train.py -m experiment={study} {DATA}\n"
+                f"convzoo study {study} {getattr(module, 'FOLDERS', '<the sweep folder>')} --out {out}\n```\n\n")
+    alt = getattr(module, "FIGURE_ALT", study)
+    text = f"#### {module.TITLE}\n\n" + commands + body + "".join(f"\n\n![{alt}]({p})" for p in figures) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{study}.md").write_text(text)
+    return text
+
+
+def report_all(folders, out: Path, *, repeats: int = 5, batch: int = 128) -> str:
+    """Every study with runs under ``folders`` (told apart by their config's ``study`` key), and
+    those that report without runs."""
+    found = {task: find_runs(folders, task) for task in {_task(m) for m in STUDIES.values()}}
+    parts = []
+    for study, module in STUDIES.items():
+        runs = found[_task(module)]
+        mine = [r for r in runs if r.cfg.get("study") == study]
+        references = getattr(module, "REFERENCE_STUDIES", ())
+        if mine and references:
+            recipes = {recipe(m) for m in mine}
+            mine += [r for r in runs if r.cfg.get("study") in references and recipe(r) in recipes]
+        if mine or not getattr(module, "NEEDS_RUNS", True):
+            parts.append(report(study, folders, out, repeats=repeats, batch=batch, runs=mine))
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="convzoo study", description=__doc__.split("\n")[0])
+    parser.add_argument("study", choices=[*STUDIES, "all"])
+    parser.add_argument("folders", nargs="*", type=Path, help="sweep (or run) folders holding the study's runs")
+    parser.add_argument("--out", type=Path, default=Path("docs/studies"), help="folder for the PNG and .md files")
+    parser.add_argument("--markdown", action="store_true", help="print the whole README section, not just the tables")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="efficiency: timed rounds per net for the measured speeds (0: skip the measurement)")
+    parser.add_argument("--batch", type=int, default=128, help="efficiency: batch size of the measured speeds")
+    args = parser.parse_args(argv)
+    if not args.folders and (args.study == "all" or getattr(STUDIES[args.study], "NEEDS_RUNS", True)):
+        parser.error(f"{args.study} needs at least one sweep folder")
+    try:
+        kwargs = dict(repeats=args.repeats, batch=args.batch)
+        text = (report_all(args.folders, args.out, **kwargs) if args.study == "all" else
+                report(args.study, args.folders, args.out, **kwargs))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not args.markdown:  # the tables and what they show, without the commands and image links
+        text = "\n".join(line for line in text.splitlines()
+                         if not line.startswith(("![", "```", "python ", "convzoo ")))
+    print(re.sub(r"\n{3,}", "\n\n", text).strip())
+    print(f"wrote {args.out}/", file=sys.stderr)
+    return 0
