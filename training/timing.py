@@ -6,7 +6,7 @@ primitive creation, lazy initialisation), times a probe step to pick how many st
 repeat last at least ``min_seconds`` (so a small and a large model are timed with similar
 precision), then runs the repeats round-robin, A B C A B C ..., so a burst of machine noise
 hits every case, not one. Reports give the median of the repeats and, where it helps, their
-spread. The benchmarks, the efficiency study and evaluate.py's speed columns all time this way.
+spread. The benchmarks, study reports and evaluate.py's speed columns all time this way.
 """
 from __future__ import annotations
 
