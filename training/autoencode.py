@@ -22,7 +22,6 @@ class AutoencoderModule(TaskModule):
     """
 
     NET_ARGS = ("in_chans",)
-    MONITOR = ("val/loss", "min")
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, *, num_images: int = 8,

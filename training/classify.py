@@ -17,7 +17,6 @@ class ClassificationModule(TaskModule):
     ``test/`` keys (``val/acc_best`` tracks the best epoch so far)."""
 
     NET_ARGS = ("num_classes", "in_chans")
-    MONITOR = ("val/acc", "max")
 
     def __init__(
         self,

@@ -51,11 +51,10 @@ def param_groups(net: nn.Module, weight_decay: float, exclude_norm_bias: bool, l
 
 class TaskModule(L.LightningModule):
     """Base of every task. Subclasses set ``NET_ARGS`` (the facts of the data the net is built with,
-    e.g. ``("num_classes", "in_chans")``), ``MONITOR`` (the metric checkpoints rank by, and its
-    mode) and define the steps."""
+    e.g. ``("num_classes", "in_chans")``) and define the steps; the task's config
+    (``configs/task/<name>.yaml``) says which metric its checkpoints rank by."""
 
     NET_ARGS: tuple[str, ...] = ("in_chans",)
-    MONITOR: tuple[str, str] = ("val/loss", "min")
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, *, model_cfg: dict | None = None,
