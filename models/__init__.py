@@ -1,12 +1,14 @@
-"""convzoo models: building blocks (``models.layers``), the generic ``Net`` built from a spec,
-the block and model registries, and complexity reports. Pure PyTorch: no Lightning import."""
+"""convzoo.models: building blocks (``convzoo.models.layers``), the generic ``Net`` built from a spec,
+the block and model registries, the autoencoder, complexity reports and checkpoint loading
+(``serialization``). Pure PyTorch: no Lightning import."""
 from . import layers
 from .layers import *  # noqa: F401,F403  (the public blocks, re-exported)
 from .layers import __all__ as _layer_names
+from .autoencoder import ConvAutoencoder
 from .complexity import complexity
 from .net import Net, make_divisible
 from .registry import create_model, get_block, list_blocks, list_models, model_config
 
 __all__ = [*_layer_names, "Net", "make_divisible", "create_model", "get_block", "list_blocks",
-           "list_models", "model_config", "complexity"]
+           "list_models", "model_config", "complexity", "ConvAutoencoder"]
 
