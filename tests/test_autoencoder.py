@@ -9,8 +9,6 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from test_configs import CONFIG_DIR, compose_train
-from test_train import TINY, _cli, tags
 from train import train
 from convzoo.models.autoencoder import DECODERS, ConvAutoencoder
 from convzoo.studies.checkerboard import flat_code_pattern, pattern_rms
@@ -84,22 +82,22 @@ def test_psnr_is_computed_on_pixels():
     assert module.psnr(recon, x).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)  # 10 log10(1 / 0.01)
 
 
-def test_unknown_decoder_resume_or_size_fails_before_the_data_is_read(tmp_path):
+def test_unknown_decoder_resume_or_size_fails_before_the_data_is_read(tmp_path, compose_train, tiny):
     with pytest.raises(ValueError, match="unknown decoder 'deconv'; expected one of: transposed_k3, transposed_k4, resize"):
         ConvAutoencoder(decoder="deconv")
-    cfg = compose_train("experiment=checkerboard", *TINY, "model.decoder=deconv", tmp_path=tmp_path / "run")
+    cfg = compose_train("experiment=checkerboard", *tiny, "model.decoder=deconv", tmp_path=tmp_path / "run")
     with pytest.raises(ValueError, match="model ae_deconv: unknown decoder 'deconv'"):
         train(cfg)
     assert not (tmp_path / "run").exists()  # failed before any data was read or anything written
     # One code path for every task: an autoencoder resumes like a classifier, found by model name.
     with pytest.raises(FileNotFoundError, match="ckpt_path=last: no checkpoints/last.ckpt of model 'ae_resize'"):
-        train(compose_train("experiment=checkerboard", *TINY, "ckpt_path=last", tmp_path=tmp_path / "run"))
+        train(compose_train("experiment=checkerboard", *tiny, "ckpt_path=last", tmp_path=tmp_path / "run"))
     with pytest.raises(ValueError, match=r"divisible by 2\^3 = 8"):
         ConvAutoencoder(channels=[8, 8, 8]).check_image_size((28, 28))
 
 
-def test_experiment_sweeps_the_three_decoders():
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+def test_experiment_sweeps_the_three_decoders(config_dir):
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=checkerboard"], return_hydra_config=True)
     assert cfg.task == "autoencode" and cfg.model.name == "ae_resize" and cfg.callbacks.run_report.figures is False
     assert cfg.module._target_.endswith("AutoencoderModule") and cfg.hydra.runtime.choices.task == "autoencode"
@@ -107,18 +105,18 @@ def test_experiment_sweeps_the_three_decoders():
     assert cfg.optimizer._target_ == "torch.optim.AdamW" and cfg.callbacks.model_checkpoint.monitor == "val/loss"
 
 
-def test_multirun_trains_each_decoder_and_the_report_compares_them(tmp_path, capsys):
-    tiny = [o for o in TINY if not o.startswith(("data.num_samples", "data.val_size", "data.test_size"))]
-    out = _cli(["-m", "experiment=checkerboard", *tiny, "data.num_samples=96", "data.val_size=32",
-                "data.test_size=32", "trainer.max_epochs=1", "module.num_images=4", "callbacks.checkerboard.num_images=4", "model.channels=[8,16,16]",
-                f"paths.log_dir={tmp_path}", "hydra.sweep.dir=sweep"], cwd=tmp_path)
+def test_multirun_trains_each_decoder_and_the_report_compares_them(tmp_path, capsys, tiny, cli, event_tags):
+    smaller = [o for o in tiny if not o.startswith(("data.num_samples", "data.val_size", "data.test_size"))]
+    out = cli(["-m", "experiment=checkerboard", *smaller, "data.num_samples=96", "data.val_size=32",
+               "data.test_size=32", "trainer.max_epochs=1", "module.num_images=4", "callbacks.checkerboard.num_images=4", "model.channels=[8,16,16]",
+               f"paths.log_dir={tmp_path}", "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     sweep = tmp_path / "sweep"
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
     assert runs == ["0_ae_transposed_k3", "1_ae_transposed_k4", "2_ae_resize"]
     expected = {"train/loss_step", "train/loss_epoch", "val/loss", "val/psnr", "val/checkerboard_rms",
                 "decoder/checkerboard_score", "val/reconstructions", "test/psnr", "lr-AdamW/pg1"}
-    assert expected <= tags(sweep / runs[0]), expected - tags(sweep / runs[0])
+    assert expected <= event_tags(sweep / runs[0]), expected - event_tags(sweep / runs[0])
     metrics = json.loads((sweep / runs[0] / "metrics.json").read_text())
     assert metrics["decoder"] == "transposed_k3" and metrics["decoder/checkerboard_score"] > 0.5
     assert math.isfinite(metrics["val/psnr"]) and metrics["params"] > 0

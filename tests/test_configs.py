@@ -9,20 +9,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+import convzoo.configs
+
+CONFIG_DIR = Path(convzoo.configs.__file__).parent  # the config_dir fixture's folder, read at import by OPTIONS
 # Groups whose options are plain objects to instantiate; model/ has its own tests (test_models.py).
 GROUPS = ["data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "experiment"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
-
-
-def compose_train(*overrides: str, tmp_path: Path | None = None):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):  # what Hydra fills in at run time
-        cfg.paths.output_dir = str(tmp_path or "out")
-        cfg.paths.log_dir = str(tmp_path or "logs")
-        del cfg.hydra
-    return cfg
 
 
 def test_every_group_has_options():
@@ -30,7 +22,7 @@ def test_every_group_has_options():
 
 
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_option_composes_and_instantiates(group, option, tmp_path):
+def test_option_composes_and_instantiates(group, option, tmp_path, compose_train):
     overrides = [f"{group}={option}"]
     if group == "data" and option == "folder":
         overrides.append(f"data.root={tmp_path}")
@@ -58,7 +50,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         assert cfg.model.name and cfg.trainer.max_epochs is not None
 
 
-def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
+def test_data_dir_follows_the_environment(monkeypatch, tmp_path, compose_train):
     monkeypatch.setenv("CONVZOO_DATA_DIR", str(tmp_path))
     cfg = compose_train()
     assert cfg.paths.data_dir == str(tmp_path) and cfg.data.root == str(tmp_path)

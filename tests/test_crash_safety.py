@@ -2,6 +2,7 @@
 uninterrupted one, and ``create_model(checkpoint=...)`` reading weights safely."""
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -18,7 +19,6 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from convzoo.models.registry import create_model
-from test_configs import compose_train
 from convzoo.training.checkpoint_io import AtomicCheckpointIO, temp_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,11 +70,12 @@ def test_failed_save_keeps_the_old_checkpoint_and_leaves_no_temp_file(tmp_path, 
     assert ckpt_io.load_checkpoint(path)["epoch"] == 1 and temp_files(tmp_path) == []
 
 
+# The child runs half_writing_save's own source (pasted in below), so it imports no test module.
 KILLED_WRITE = """
-import os, signal, sys, torch
-sys.path[:0] = [{root!r}, {tests!r}]
-from test_crash_safety import half_writing_save
+import io, os, signal, sys, torch
+sys.path[:0] = [{root!r}]
 from convzoo.training.checkpoint_io import AtomicCheckpointIO
+{half_writing_save}
 torch.save = half_writing_save(lambda: os.kill(os.getpid(), signal.SIGKILL))
 AtomicCheckpointIO().save_checkpoint({{"epoch": 1, "w": torch.ones(1000)}}, {path!r})
 """
@@ -83,7 +84,7 @@ AtomicCheckpointIO().save_checkpoint({{"epoch": 1, "w": torch.ones(1000)}}, {pat
 def test_kill_during_a_write_leaves_the_old_checkpoint_and_the_next_save_cleans_up(tmp_path):
     ckpt_io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     ckpt_io.save_checkpoint({"epoch": 0, "w": torch.zeros(1000)}, path)
-    script = KILLED_WRITE.format(root=str(ROOT), tests=str(ROOT / "tests"), path=str(path))
+    script = KILLED_WRITE.format(root=str(ROOT), half_writing_save=inspect.getsource(half_writing_save), path=str(path))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     leftover = temp_files(tmp_path)
@@ -107,7 +108,7 @@ def test_a_live_process_temp_file_is_left_alone(tmp_path):
 
 
 @pytest.mark.parametrize("trainer", ["default", "cpu", "ddp"])
-def test_trainer_configs_use_the_atomic_checkpoint_io(trainer):
+def test_trainer_configs_use_the_atomic_checkpoint_io(trainer, compose_train):
     cfg = compose_train(f"trainer={trainer}", "trainer.accelerator=cpu", "trainer.precision=32-true")
     with open_dict(cfg.trainer):
         cfg.trainer.default_root_dir = None
@@ -180,7 +181,7 @@ def test_sigkilled_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_pa
 # ---- create_model(checkpoint=...) -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def run_ckpt(tmp_path_factory) -> Path:
+def run_ckpt(tmp_path_factory, compose_train) -> Path:
     """A real checkpoint of a tiny train.py run (two steps, one validation batch)."""
     from train import train
 

@@ -17,8 +17,6 @@ from PIL import Image
 
 from evaluate import evaluate
 from convzoo.models import create_model
-from test_configs import CONFIG_DIR, compose_train
-from test_train import TINY
 from train import train
 from convzoo.training.config_checks import check_data_fits, check_resume_checkpoint, validate_config
 
@@ -27,20 +25,24 @@ def _run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
-def _fails(overrides, exc, match, tmp_path):
-    out = _run_dir(tmp_path)
-    with pytest.raises(exc, match=match):
-        train(compose_train(*overrides, tmp_path=out))
-    assert not out.exists() or not any(out.iterdir()), "a run that fails its checks must write nothing"
+@pytest.fixture
+def fails(compose_train, tmp_path):
+    """``fails(overrides, exc, match)``: train() raises ``exc`` and writes nothing into its run folder."""
+    def check(overrides, exc, match):
+        out = _run_dir(tmp_path)
+        with pytest.raises(exc, match=match):
+            train(compose_train(*overrides, tmp_path=out))
+        assert not out.exists() or not any(out.iterdir()), "a run that fails its checks must write nothing"
+    return check
 
 
 # ---- names: Hydra's composition error lists the options ---------------------------------------
 
 @pytest.mark.parametrize("group", ["model", "data", "optimizer", "scheduler", "experiment"])
-def test_unknown_name_lists_the_available_options(group):
+def test_unknown_name_lists_the_available_options(group, compose_train, config_dir):
     with pytest.raises(ConfigCompositionException, match=f"Could not find '{group}/nope'") as info:
         compose_train(f"{group}=nope")
-    options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    options = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
     assert f"Available options in '{group}'" in str(info.value)
     assert all(f"\t{o}\n" in str(info.value) for o in options), options
 
@@ -53,12 +55,12 @@ def test_unknown_name_lists_the_available_options(group):
     ("+model.stages.0.bogus=1", r"stage 0, block 0 \(basic\): .*unexpected keyword argument 'bogus'"),
     ("model.stages.2.num_blocks=0", r"num_blocks should be an integer >= 1, got 0"),
 ])
-def test_bad_model_spec_fails_before_the_data_is_read(override, match, tmp_path, monkeypatch):
+def test_bad_model_spec_fails_before_the_data_is_read(override, match, monkeypatch, fails, tiny):
     import data.synthetic
 
     monkeypatch.setattr(data.synthetic.SyntheticDataModule, "setup",
                         lambda *a, **k: pytest.fail("the data was read before the spec was checked"))
-    _fails([*TINY, override], ValueError, match, tmp_path)
+    fails([*tiny, override], ValueError, match)
 
 
 # ---- out of range values ------------------------------------------------------------------------
@@ -80,22 +82,22 @@ def test_bad_model_spec_fails_before_the_data_is_read(override, match, tmp_path,
     ("module.label_smoothing=1", r"module\.label_smoothing should be in \[0, 1\), got 1"),
     ("module.label_smoothing=-0.1", r"module\.label_smoothing should be in \[0, 1\), got -0\.1"),
 ])
-def test_out_of_range_value_fails_before_anything_is_written(override, match, tmp_path):
-    _fails([*TINY, override], ValueError, match, tmp_path)
+def test_out_of_range_value_fails_before_anything_is_written(override, match, fails, tiny):
+    fails([*tiny, override], ValueError, match)
 
 
-def test_unknown_data_argument_is_named(tmp_path):
-    _fails([*TINY, "+data.bogus=1"], ValueError, r"data: .*unexpected keyword argument 'bogus'", tmp_path)
+def test_unknown_data_argument_is_named(fails, tiny):
+    fails([*tiny, "+data.bogus=1"], ValueError, r"data: .*unexpected keyword argument 'bogus'")
 
 
-def test_unbounded_epochs_with_max_steps_is_bounded():
-    validate_config(compose_train(*TINY, "trainer.max_epochs=-1", "+trainer.max_steps=5"))
-    validate_config(compose_train(*TINY, "trainer.max_epochs=0"))  # 0: a valid no-op fit
+def test_unbounded_epochs_with_max_steps_is_bounded(compose_train, tiny):
+    validate_config(compose_train(*tiny, "trainer.max_epochs=-1", "+trainer.max_steps=5"))
+    validate_config(compose_train(*tiny, "trainer.max_epochs=0"))  # 0: a valid no-op fit
 
 
-def test_val_split_as_large_as_the_data_fails_before_reading_it(tmp_path):
-    _fails([*TINY, "data.val_size=192"], ValueError,
-           r"data: val_size=192 should be smaller than the 192 images of the training split", tmp_path)
+def test_val_split_as_large_as_the_data_fails_before_reading_it(fails, tiny):
+    fails([*tiny, "data.val_size=192"], ValueError,
+          r"data: val_size=192 should be smaller than the 192 images of the training split")
 
 
 # ---- data on disk (data=folder) ------------------------------------------------------------------
@@ -119,33 +121,33 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVZOO_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def test_folder_root_missing(tmp_path, cache):
+def test_folder_root_missing(tmp_path, cache, compose_train):
     with pytest.raises(FileNotFoundError, match=r"data set root .*nowhere does not exist; expected layout root/train/<class>"):
         train(compose_train(*_folder(tmp_path / "nowhere"), tmp_path=_run_dir(tmp_path)))
 
 
-def test_folder_class_without_images(tmp_path, cache):
+def test_folder_class_without_images(tmp_path, cache, compose_train):
     root = _tree(tmp_path / "ds")
     (root / "train" / "cat").mkdir()
     with pytest.raises(ValueError, match=r"class folder .*train.cat has no images"):
         train(compose_train(*_folder(root), tmp_path=_run_dir(tmp_path)))
 
 
-def test_folder_corrupt_image(tmp_path, cache):
+def test_folder_corrupt_image(tmp_path, cache, compose_train):
     root = _tree(tmp_path / "ds")
     (root / "train" / "bee" / "bad.png").write_bytes(b"not a png at all")
     with pytest.raises(ValueError, match=r"(?s)1 of 9 images under .*train could not be decoded .*bad\.png"):
         train(compose_train(*_folder(root), tmp_path=_run_dir(tmp_path)))
 
 
-def test_folder_mixed_image_sizes(tmp_path, cache):
+def test_folder_mixed_image_sizes(tmp_path, cache, compose_train):
     root = _tree(tmp_path / "ds")
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(root / "train" / "bee" / "9.png")
     with pytest.raises(ValueError, match=r"images have different sizes: .* is 8x8 but .*9\.png is 10x12.*data\.image_size"):
         train(compose_train(*_folder(root), tmp_path=_run_dir(tmp_path)))
 
 
-def test_folder_val_split_as_large_as_the_data(tmp_path, cache):
+def test_folder_val_split_as_large_as_the_data(tmp_path, cache, compose_train):
     root = _tree(tmp_path / "ds")
     with pytest.raises(ValueError, match=r"val_size=8 should be smaller than the 8 images"):
         train(compose_train(*_folder(root), "data.val_size=8", tmp_path=_run_dir(tmp_path)))
@@ -157,29 +159,33 @@ class _Data:  # what check_data_fits reads from a datamodule
     name, num_classes, in_chans = "mydata", 5, 3
 
 
-def test_num_classes_given_on_the_command_line_must_match_the_data():
-    cfg = compose_train(*TINY, "model.num_classes=7")
+def test_num_classes_given_on_the_command_line_must_match_the_data(compose_train, tiny):
+    cfg = compose_train(*tiny, "model.num_classes=7")
     with pytest.raises(ValueError, match=r"model\.num_classes=7 was set on the command line but data mydata has 5 "
                                          r"classes; train sets model\.num_classes from the data"):
         check_data_fits(cfg, _Data(), overrides=["model.num_classes=7"])
     with pytest.raises(ValueError, match=r"model\.in_chans=1 was set on the command line but data mydata has 3 image channels"):
-        check_data_fits(compose_train(*TINY, "model.in_chans=1"), _Data(), overrides=["+model.in_chans=1"])
+        check_data_fits(compose_train(*tiny, "model.in_chans=1"), _Data(), overrides=["+model.in_chans=1"])
     check_data_fits(cfg, _Data(), overrides=[])  # from the YAML only: a default, replaced by the data's 5
-    check_data_fits(compose_train(*TINY, "model.num_classes=5"), _Data(), overrides=["model.num_classes=5"])
+    check_data_fits(compose_train(*tiny, "model.num_classes=5"), _Data(), overrides=["model.num_classes=5"])
 
 
-def _with_hydra(overrides: list[str], tmp_path: Path):
-    """The config train() gets under ``python train.py <overrides>``, with Hydra's runtime config set."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        full = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(full)
-    cfg = compose_train(*overrides, tmp_path=tmp_path)
-    return cfg
+@pytest.fixture
+def with_hydra(compose_train, config_dir):
+    """``with_hydra(overrides, tmp_path)``: the config train() gets under ``python train.py
+    <overrides>``, with Hydra's runtime config set."""
+    def make(overrides: list[str], tmp_path: Path):
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            full = compose("train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(full)
+        cfg = compose_train(*overrides, tmp_path=tmp_path)
+        return cfg
+    return make
 
 
-def test_num_classes_mismatch_through_train_reads_hydra_overrides(tmp_path):
+def test_num_classes_mismatch_through_train_reads_hydra_overrides(tmp_path, with_hydra, tiny):
     try:
-        cfg = _with_hydra([*TINY, "data.num_classes=4", "model.num_classes=10"], _run_dir(tmp_path))
+        cfg = with_hydra([*tiny, "data.num_classes=4", "model.num_classes=10"], _run_dir(tmp_path))
         with pytest.raises(ValueError, match=r"model\.num_classes=10 was set on the command line but data synthetic has 4"):
             train(cfg)
     finally:
@@ -190,9 +196,9 @@ def test_num_classes_mismatch_through_train_reads_hydra_overrides(tmp_path):
 # ---- checkpoints --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+def run(tmp_path_factory, compose_train, tiny) -> Path:
     out = tmp_path_factory.mktemp("errors_run")
-    train(compose_train(*TINY, "trainer.max_epochs=1", "test=false", "+trainer.limit_train_batches=2",
+    train(compose_train(*tiny, "trainer.max_epochs=1", "test=false", "+trainer.limit_train_batches=2",
                         "+trainer.limit_val_batches=1", tmp_path=out))
     return out
 
@@ -202,26 +208,30 @@ def _digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _resume(run: Path, tmp_path: Path, *overrides: str):
-    cfg = compose_train(*TINY, "trainer.max_epochs=2", "test=false", *overrides, tmp_path=tmp_path / "new")
-    with open_dict(cfg):
-        cfg.paths.log_dir = str(run)
-    return cfg
+@pytest.fixture
+def resume(compose_train, tiny, tmp_path):
+    """``resume(run, *overrides)``: a config that resumes ``run`` from a new folder under tmp_path."""
+    def make(run: Path, *overrides: str):
+        cfg = compose_train(*tiny, "trainer.max_epochs=2", "test=false", *overrides, tmp_path=tmp_path / "new")
+        with open_dict(cfg):
+            cfg.paths.log_dir = str(run)
+        return cfg
+    return make
 
 
-def test_missing_checkpoint(tmp_path, run):
+def test_missing_checkpoint(tmp_path, run, resume):
     with pytest.raises(FileNotFoundError, match=r"ckpt_path=.*nope\.ckpt does not exist; give a checkpoint file or 'last'"):
-        train(_resume(run, tmp_path, f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+        train(resume(run, f"ckpt_path={tmp_path / 'nope.ckpt'}"))
 
 
-def test_truncated_checkpoint_fails_before_training(tmp_path, run):
+def test_truncated_checkpoint_fails_before_training(tmp_path, run, resume):
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     ckpt = copy / "checkpoints" / "last.ckpt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     before = _digest(copy)
     with pytest.raises(ValueError, match=r"last\.ckpt is not a valid checkpoint \(truncated, corrupt"):
-        train(_resume(copy, tmp_path, f"ckpt_path={ckpt}"))
+        train(resume(copy, f"ckpt_path={ckpt}"))
     assert _digest(copy) == before
 
 
@@ -231,7 +241,7 @@ def test_truncated_checkpoint_fails_before_training(tmp_path, run):
     (["data.num_classes=4"], r"cannot resume: the checkpoint is resnet20 for 10 classes but data synthetic has 4"),
     (["optimizer.lr=-0.1"], r"optimizer\.lr should be > 0, got -0\.1"),
 ])
-def test_failing_resume_leaves_the_run_folder_untouched(tmp_path, run, overrides, match):
+def test_failing_resume_leaves_the_run_folder_untouched(tmp_path, run, overrides, match, resume):
     run = shutil.copytree(run, tmp_path / "copy")  # a copy: a regression cannot spoil the shared run
     before = _digest(run)
     ckpt = run / "checkpoints" / "last.ckpt"
@@ -239,18 +249,18 @@ def test_failing_resume_leaves_the_run_folder_untouched(tmp_path, run, overrides
         if ckpt_path == "last" and overrides[0].startswith("model="):
             continue  # 'last' looks for a run of the new model, and finds none
         with pytest.raises(ValueError, match=match):
-            train(_resume(run, tmp_path, f"ckpt_path={ckpt_path}", *overrides))
+            train(resume(run, f"ckpt_path={ckpt_path}", *overrides))
     assert _digest(run) == before
     assert not (tmp_path / "new").exists()
 
 
-def test_resume_check_accepts_its_own_run(run):
-    hparams = check_resume_checkpoint(compose_train(*TINY), run / "checkpoints" / "last.ckpt")
+def test_resume_check_accepts_its_own_run(run, compose_train, tiny):
+    hparams = check_resume_checkpoint(compose_train(*tiny), run / "checkpoints" / "last.ckpt")
     assert hparams["model_cfg"]["name"] == "resnet20" and hparams["num_classes"] == 10
 
 
-def test_evaluate_on_data_with_another_class_count(tmp_path, run):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+def test_evaluate_on_data_with_another_class_count(tmp_path, run, config_dir):
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose("evaluate", overrides=[f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "device=cpu",
                                              "data_from_run=false", "data=synthetic", "data.num_classes=4",
                                              f"output_dir={tmp_path}"])

@@ -7,8 +7,6 @@ import torch
 from torch import nn
 
 from convzoo.models import ConvPoolBlock, Net, PatchWhitening, create_model, fit_whitening
-from test_configs import compose_train
-from test_train import TINY
 from train import train
 
 
@@ -109,8 +107,8 @@ def test_head_pool_choice():
         Net(spec, head={"pool": "min"})
 
 
-def test_experiment_fast_fits_whitening_before_training(tmp_path):
-    cfg = compose_train(*TINY, "experiment=fast", "data.batch_size=32", "trainer.max_epochs=1",
+def test_experiment_fast_fits_whitening_before_training(tmp_path, compose_train, tiny):
+    cfg = compose_train(*tiny, "experiment=fast", "data.batch_size=32", "trainer.max_epochs=1",
                         "scheduler.warmup_epochs=0", tmp_path=tmp_path)
     assert cfg.model.name == "fastnet" and cfg.module.label_smoothing == 0.2
     cfg.callbacks.lookahead.start_epoch = 0

@@ -9,10 +9,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+import convzoo.configs
 from convzoo.models.complexity import complexity, flop_counter_macs
 from convzoo.models.registry import create_model, list_models, model_config
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(convzoo.configs.__file__).parent  # the config_dir fixture's folder, read at import by MODEL_YAMLS
 MODEL_YAMLS = sorted((CONFIG_DIR / "model").glob("*.yaml"))
 MODELS = list_models()
 

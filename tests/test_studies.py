@@ -20,14 +20,13 @@ from convzoo.models.complexity import complexity
 from convzoo.models.layers.highway import HighwayBlock
 from convzoo.models.layers.pooling import Pool2d
 from convzoo.models.registry import model_config
-from test_configs import CONFIG_DIR, compose_train
-from test_train import TINY
 from train import train
 from convzoo.studies.efficiency import runs_precision
 from convzoo.studies.highway import HighwayGateMonitor
 from convzoo.studies.registry import main
 from convzoo.training.runs import read_scalars
 
+ROOT = Path(__file__).resolve().parents[1]
 EFF = ["eff_standard", "eff_separable", "eff_grouped", "eff_grouped_shuffle", "eff_shuffle"]
 STUDY_EXPERIMENTS = ["degradation", "highway", "efficiency", "dilation", "pooling"]
 
@@ -82,15 +81,15 @@ def test_allconv_pool_is_allconv_with_max_pools_for_its_strided_convs():
 
 
 @pytest.mark.parametrize("experiment", STUDY_EXPERIMENTS)
-def test_study_experiments_tag_their_runs_and_state_their_cpu_budget(experiment):
+def test_study_experiments_tag_their_runs_and_state_their_cpu_budget(experiment, compose_train, config_dir):
     cfg = compose_train(f"experiment={experiment}")
     assert cfg.study == experiment and 0 < cfg.trainer.limit_train_batches <= 1 and cfg.trainer.max_epochs <= 10
-    text = (CONFIG_DIR / "experiment" / f"{experiment}.yaml").read_text()
+    text = (config_dir / "experiment" / f"{experiment}.yaml").read_text()
     assert "Budget:" in text and f"docs/studies/{experiment}.md" in text and f"convzoo study {experiment} " in text
     assert not re.search(r"\b20\d\d-\d\d-\d\d\b|Measured on", text)  # measurements live in docs/studies
 
 
-def test_the_gate_bias_is_set_from_the_command_line():
+def test_the_gate_bias_is_set_from_the_command_line(compose_train):
     def biases(*overrides):
         cfg = compose_train(*overrides)
         net = instantiate(OmegaConf.to_container(cfg.model, resolve=True))
@@ -107,8 +106,8 @@ def test_gate_monitor_refuses_blocks_built_with_another_bias():
         HighwayGateMonitor(gate_bias=-1.0).setup(None, SimpleNamespace(net=net), "fit")
 
 
-def test_gate_monitor_logs_one_scalar_per_highway_block_and_the_report_reads_them(tmp_path, capsys):
-    cfg = compose_train("experiment=highway", *TINY, "model.width_mult=0.25", "highway_gate_bias=-2",
+def test_gate_monitor_logs_one_scalar_per_highway_block_and_the_report_reads_them(tmp_path, capsys, compose_train, tiny):
+    cfg = compose_train("experiment=highway", *tiny, "model.width_mult=0.25", "highway_gate_bias=-2",
                         "trainer.max_epochs=2", "trainer.limit_train_batches=1.0", "test=false",
                         "callbacks.run_report=null", tmp_path=tmp_path / "run")
     metrics = train(cfg)
@@ -284,9 +283,9 @@ def test_report_errors_say_what_is_missing(tmp_path, capsys):
     assert "missing is not a folder" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("section", sorted((CONFIG_DIR.parent / "docs" / "studies").glob("*.md")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("section", sorted((ROOT / "docs" / "studies").glob("*.md")), ids=lambda p: p.stem)
 def test_readme_shows_each_generated_study_section_as_generated(section):
     """README's study tables are the report command's output (docs/studies/<study>.md), pasted whole:
     a re-run that changes a table without README changing with it fails here."""
-    readme = (CONFIG_DIR.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     assert section.read_text().strip() in readme, f"README.md does not hold {section.name} as generated"

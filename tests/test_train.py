@@ -11,39 +11,28 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from test_configs import compose_train
 from train import train
 from convzoo.training.curves import main as curves_main
+from convzoo.training.runs import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["data=synthetic", "data.num_samples=192", "data.val_size=64", "data.test_size=64",
-        "data.batch_size=32", "trainer.accelerator=cpu", "trainer.precision=32-true",
-        "trainer.log_every_n_steps=1", "callbacks.progress_bar=null", "scheduler.warmup_epochs=0"]
-
-
-def tags(run_dir: Path) -> set[str]:
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
-    acc.Reload()
-    found = acc.Tags()
-    return {*found["scalars"], *found["images"], *found["tensors"]}
 
 
 @pytest.mark.parametrize("model", ["resnet20", "mobilenet_v2_x0_5", "shufflenet_v2_x0_5", "highway_19", "googlenet"])
-def test_fast_dev_run(model, tmp_path):
-    cfg = compose_train(*TINY, f"model={model}", "+trainer.fast_dev_run=true", tmp_path=tmp_path)
+def test_fast_dev_run(model, tmp_path, compose_train, tiny):
+    cfg = compose_train(*tiny, f"model={model}", "+trainer.fast_dev_run=true", tmp_path=tmp_path)
     metrics = train(cfg)
     assert metrics["model"] == model and 0.0 <= metrics["train/loss"] < 100
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "metrics.json").is_file()
 
 
-def test_fit_logs_tags_checkpoints_and_tests(tmp_path, capsys):
-    cfg = compose_train(*TINY, "trainer.max_epochs=2", tmp_path=tmp_path)
+def test_fit_logs_tags_checkpoints_and_tests(tmp_path, capsys, compose_train, tiny, event_tags):
+    cfg = compose_train(*tiny, "trainer.max_epochs=2", tmp_path=tmp_path)
     metrics = train(cfg)
     assert {"val/acc", "val/acc_best", "test/acc", "train/loss"} <= set(metrics)
     assert metrics["val/acc_best"] >= metrics["val/acc"] - 1e-9
-    found = tags(tmp_path)
+    found = event_tags(tmp_path)
     expected = {"train/loss_step", "train/acc_step", "val/loss", "val/acc", "val/acc_best",
                 "train/epoch_seconds", "train/images_per_sec", "lr-SGD/pg1", "hparams/val_acc_best",
                 "val/confusion_matrix", "val/misclassified", "test/confusion_matrix", "test/acc"}
@@ -58,20 +47,18 @@ def test_fit_logs_tags_checkpoints_and_tests(tmp_path, capsys):
     assert saved["params"] == sum(p.numel() for p in __import__("convzoo.models").models.create_model("resnet20").parameters())
 
 
-def test_resume_from_last_continues_the_same_run(tmp_path):
-    first = compose_train(*TINY, "trainer.max_epochs=1", "test=false", tmp_path=tmp_path)
+def test_resume_from_last_continues_the_same_run(tmp_path, compose_train, tiny):
+    first = compose_train(*tiny, "trainer.max_epochs=1", "test=false", tmp_path=tmp_path)
     train(first)
-    resumed = compose_train(*TINY, "trainer.max_epochs=3", "ckpt_path=last", "test=false",
+    resumed = compose_train(*tiny, "trainer.max_epochs=3", "ckpt_path=last", "test=false",
                             tmp_path=tmp_path / "new_hydra_dir")
     resumed.paths.log_dir = str(tmp_path)
     metrics = train(resumed)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 3 * (128 // 32) and metrics["epochs"] == 3
-    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
-    acc.Reload()
     # The resumed run logs into the first run's folder and trains epochs 1 and 2 only: three
     # epoch-end losses in all (a restart from scratch would add three, four in all).
-    assert len(acc.Scalars("train/loss_epoch")) == 3
+    assert len(read_scalars(tmp_path, ["train/loss_epoch"])["train/loss_epoch"]) == 3
     assert not (tmp_path / "new_hydra_dir" / "checkpoints").exists()  # the old run folder went on
 
 
@@ -83,8 +70,8 @@ class StopAfterFirstEpoch(L.Callback):
 
 
 @pytest.mark.parametrize("loader", ["memory", "torch"])
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path, loader):
-    common = [*TINY, "test=false", "trainer.deterministic=true", "model.head.dropout=0.2", "trainer.max_epochs=2",
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, loader, compose_train, tiny):
+    common = [*tiny, "test=false", "trainer.deterministic=true", "model.head.dropout=0.2", "trainer.max_epochs=2",
               f"data.loader={loader}", "data.num_workers=0"]
     straight = train(compose_train(*common, tmp_path=tmp_path / "straight"))
     train(compose_train(*common, "+callbacks.stop._target_=test_train.StopAfterFirstEpoch", tmp_path=tmp_path / "split"))
@@ -95,27 +82,21 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, loader):
     assert resumed["train/loss"] == straight["train/loss"]
 
 
-def test_same_seed_same_metrics(tmp_path):
-    runs = [train(compose_train(*TINY, "trainer.max_epochs=1", "test=false", "trainer.deterministic=true",
+def test_same_seed_same_metrics(tmp_path, compose_train, tiny):
+    runs = [train(compose_train(*tiny, "trainer.max_epochs=1", "test=false", "trainer.deterministic=true",
                                 tmp_path=tmp_path / str(i))) for i in range(2)]
     assert runs[0]["val/acc"] == runs[1]["val/acc"] and runs[0]["train/loss"] == runs[1]["train/loss"]
 
 
-def _cli(args: list[str], cwd: Path, timeout: int = 600, script: str = "train.py") -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def test_multirun_gives_one_tensorboard_run_per_model(tmp_path):
-    out = _cli(["-m", "model=resnet20,mobilenet_v2_x0_5", *TINY, "trainer.max_epochs=1",
-                f"paths.log_dir={tmp_path}", "hydra.sweep.dir=sweep"], cwd=tmp_path)
+def test_multirun_gives_one_tensorboard_run_per_model(tmp_path, tiny, cli, event_tags):
+    out = cli(["-m", "model=resnet20,mobilenet_v2_x0_5", *tiny, "trainer.max_epochs=1",
+               f"paths.log_dir={tmp_path}", "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name[0].isdigit())
     assert runs == ["0_resnet20", "1_mobilenet_v2_x0_5"]
     for run in runs:
-        assert "val/acc" in tags(tmp_path / "sweep" / run)
-    board = _cli([f"runs={tmp_path / 'sweep'}", f"paths.log_dir={tmp_path}"], cwd=tmp_path, script="evaluate.py")
+        assert "val/acc" in event_tags(tmp_path / "sweep" / run)
+    board = cli([f"runs={tmp_path / 'sweep'}", f"paths.log_dir={tmp_path}"], cwd=tmp_path, script="evaluate.py")
     assert board.returncode == 0, board.stderr[-3000:]
     table = (tmp_path / "sweep" / "leaderboard.md").read_text()
     assert "resnet20" in table and "mobilenet_v2_x0_5" in table
@@ -124,28 +105,26 @@ def test_multirun_gives_one_tensorboard_run_per_model(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="DDP on CPU with gloo is exercised on Linux")
-def test_ddp_on_cpu_with_two_processes(tmp_path):
-    out = _cli(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY,
-                "trainer.max_epochs=1", f"paths.log_dir={tmp_path}", "hydra.run.dir=run"], cwd=tmp_path)
+def test_ddp_on_cpu_with_two_processes(tmp_path, tiny, cli):
+    out = cli(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *tiny,
+               "trainer.max_epochs=1", f"paths.log_dir={tmp_path}", "hydra.run.dir=run"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val/acc"] >= 0 and "test/acc" in metrics
 
 
-def test_schedule_counts_epochs_in_loader_batches_when_max_steps_ends_the_run(tmp_path):
+def test_schedule_counts_epochs_in_loader_batches_when_max_steps_ends_the_run(tmp_path, compose_train, tiny):
     # 4 batches per epoch; the run stops at step 6 of 30 epochs: one warm-up epoch is 4 steps.
-    cfg = compose_train(*TINY, "trainer.max_epochs=30", "+trainer.max_steps=6", "scheduler.warmup_epochs=1",
+    cfg = compose_train(*tiny, "trainer.max_epochs=30", "+trainer.max_steps=6", "scheduler.warmup_epochs=1",
                         "test=false", tmp_path=tmp_path)
     train(cfg)
-    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
-    acc.Reload()
-    lr = [e.value for e in sorted(acc.Scalars("lr-SGD/pg1"), key=lambda e: e.step)]
+    lr = [value for _, value, _ in read_scalars(tmp_path, ["lr-SGD/pg1"])["lr-SGD/pg1"]]  # by step
     assert lr[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
 
 
-def test_a_user_error_is_one_line_and_exit_status_1(tmp_path):
-    out = _cli([*TINY, "optimizer.lr=-0.1", f"paths.log_dir={tmp_path}"], cwd=tmp_path)
-    env_free = subprocess.run([sys.executable, str(ROOT / "train.py"), *TINY, "optimizer.lr=-0.1",
+def test_a_user_error_is_one_line_and_exit_status_1(tmp_path, tiny, cli):
+    out = cli([*tiny, "optimizer.lr=-0.1", f"paths.log_dir={tmp_path}"], cwd=tmp_path)
+    env_free = subprocess.run([sys.executable, str(ROOT / "train.py"), *tiny, "optimizer.lr=-0.1",
                                f"paths.log_dir={tmp_path}"], cwd=tmp_path, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"})
     assert env_free.returncode == 1 and "Traceback" not in env_free.stderr
@@ -153,9 +132,9 @@ def test_a_user_error_is_one_line_and_exit_status_1(tmp_path):
     assert out.returncode != 0 and "Traceback" in out.stderr  # HYDRA_FULL_ERROR=1 keeps the traceback
 
 
-def test_an_unwritable_output_folder_fails_at_start(tmp_path):
+def test_an_unwritable_output_folder_fails_at_start(tmp_path, compose_train, tiny):
     (tmp_path / "a_file").write_text("not a folder")
-    cfg = compose_train(*TINY, tmp_path=tmp_path / "a_file" / "run")
+    cfg = compose_train(*tiny, tmp_path=tmp_path / "a_file" / "run")
     with pytest.raises(PermissionError, match=r"cannot write to the output folder .*a_file/run"):
         train(cfg)
 
@@ -169,8 +148,8 @@ class PoisonWeightsInSecondEpoch(L.Callback):
                 next(pl_module.net.parameters()).fill_(float("nan"))
 
 
-def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    cfg = compose_train(*TINY, "trainer.max_epochs=3", "test=false",
+def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, compose_train, tiny):
+    cfg = compose_train(*tiny, "trainer.max_epochs=3", "test=false",
                         "+callbacks.poison._target_=test_train.PoisonWeightsInSecondEpoch", tmp_path=tmp_path)
     with pytest.raises(FloatingPointError, match=r"non-finite training loss nan at global step 6 \(epoch 1, batch 1\)"):
         train(cfg)
@@ -179,8 +158,8 @@ def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_check
                                             if v.is_floating_point())
 
 
-def test_nan_guard_can_skip_instead(tmp_path):
-    cfg = compose_train(*TINY, "trainer.max_epochs=2", "test=false", "callbacks.nan_guard.skip=true",
+def test_nan_guard_can_skip_instead(tmp_path, compose_train, tiny):
+    cfg = compose_train(*tiny, "trainer.max_epochs=2", "test=false", "callbacks.nan_guard.skip=true",
                         "+callbacks.poison._target_=test_train.PoisonWeightsInSecondEpoch", tmp_path=tmp_path)
     metrics = train(cfg)
     assert metrics["epochs"] == 2
