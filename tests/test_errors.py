@@ -56,9 +56,9 @@ def test_unknown_name_lists_the_available_options(group, compose_train, config_d
     ("model.stages.2.num_blocks=0", r"num_blocks should be an integer >= 1, got 0"),
 ])
 def test_bad_model_spec_fails_before_the_data_is_read(override, match, monkeypatch, fails, tiny):
-    import data.synthetic
+    import convzoo.data.synthetic
 
-    monkeypatch.setattr(data.synthetic.SyntheticDataModule, "setup",
+    monkeypatch.setattr(convzoo.data.synthetic.SyntheticDataModule, "setup",
                         lambda *a, **k: pytest.fail("the data was read before the spec was checked"))
     fails([*tiny, override], ValueError, match)
 

@@ -111,3 +111,17 @@ def test_wheel_installs_only_convzoo(tmp_path):
     models = {n for n in names if n.startswith("convzoo/configs/model/") and n.endswith(".yaml")}
     assert {Path(n).stem for n in models} >= set(convzoo.list_models())
     assert "convzoo/models/layers/conv.py" in names and "convzoo/studies/highway.py" in names
+
+
+def test_nothing_imports_the_folders_by_their_bare_names():
+    """The folders are importable under their own names from the repository root (pytest puts it
+    on the path for train.py and benchmarks/), but a bare ``import data`` would load a second copy of
+    convzoo.data, and a patch of one would silently miss the other."""
+    bare = {"models", "data", "training", "configs", "studies"}
+    found = []
+    for path in sorted(p for p in ROOT.rglob("*.py") if not {".venv", "build"} & set(p.relative_to(ROOT).parts)):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in bare]
+    assert not found, "import through convzoo.<name> instead: " + ", ".join(found)
