@@ -96,3 +96,50 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_profile_quick_tables_and_self_times_within_the_step(tmp_path):
+    from benchmarks.profile import main as profile_main
+
+    out = tmp_path / "profile.md"
+    [result] = profile_main(["--quick", "--models", "eff_separable", "--precisions", "fp32",
+                             "--formats", "channels_last", "--out", str(out)])
+    assert (result["model"], result["precision"], result["format"]) == ("eff_separable", "32-true", "channels_last")
+    ops = result["ops"]
+    assert list(ops[0]) == ["operator", "phase", "calls/step", "self ms/step", "% of step"]
+    assert [op["self ms/step"] for op in ops] == sorted((op["self ms/step"] for op in ops), reverse=True)
+    assert {op["phase"] for op in ops} == {"forward", "backward", "optimizer"}
+    assert any(op["operator"].endswith("[depthwise 3x3]") and op["phase"] == "backward" for op in ops)
+    # self times exclude children, so over one profiled step they cannot add up to more than its wall time
+    total = sum(op["self ms/step"] for op in ops)
+    assert 0 < total <= result["step ms"] * 1.02, (total, result["step ms"])
+    assert sum(result["shares"].values()) == pytest.approx(total)
+    text = out.read_text()
+    assert "python benchmarks/profile.py --quick --models eff_separable" in text and "| CPU " in text
+    header = next(line for line in text.splitlines() if line.startswith("| operator"))
+    assert [c.strip() for c in header.strip("|").split("|")] == ["operator", "phase", "calls/step",
+                                                                 "self ms/step", "% of step"]
+    assert text.count("\n| aten::") >= 3 and "### Summary" in text  # --quick: top 3
+
+
+def test_profile_classifies_by_the_outermost_ancestor():
+    from types import SimpleNamespace as Event
+
+    from benchmarks.profile import classify
+
+    step = Event(name="Optimizer.step#SGD.step", cpu_parent=None, input_shapes=[])
+    node = Event(name="autograd::engine::evaluate_function: ConvolutionBackward0", cpu_parent=None, input_shapes=[])
+    conv = Event(name="aten::convolution_backward", cpu_parent=node,
+                 input_shapes=[[8, 32, 16, 16], [8, 32, 16, 16], [32, 1, 3, 3]])
+    inner = Event(name="aten::_slow_conv2d_backward", cpu_parent=conv,  # one group's slice
+                  input_shapes=[[8, 1, 16, 16], [8, 1, 16, 16], [1, 1, 3, 3]])
+    copy = Event(name="aten::copy_", cpu_parent=inner, input_shapes=[])
+    shuffle = Event(name="aten::reshape", cpu_parent=None, input_shapes=[[8, 3, 4, 16, 16]])
+    memo = {}
+    assert classify(Event(name="aten::add_", cpu_parent=step, input_shapes=[]), memo)[:2] == ("optimizer", "optimizer")
+    assert classify(inner, memo) == ("backward", "conv", "depthwise 3x3")
+    assert classify(copy, memo) == ("backward", "conv", "depthwise 3x3")
+    assert classify(Event(name="aten::copy_", cpu_parent=shuffle, input_shapes=[]), memo)[:2] == ("forward", "cat/shuffle")
+    dense = Event(name="aten::conv2d", cpu_parent=None, input_shapes=[[8, 16, 8, 8], [48, 16, 1, 1]])
+    grouped = Event(name="aten::conv2d", cpu_parent=None, input_shapes=[[8, 24, 8, 8], [48, 8, 1, 1]])
+    assert classify(dense, memo)[2] == "dense 1x1" and classify(grouped, memo)[2] == "grouped 1x1 g=3"
