@@ -73,6 +73,7 @@ class Net(nn.Module):
         name: str = "net",
         source: str = "",
         paper_params: float | None = None,
+        family: dict | None = None,
     ) -> None:
         super().__init__()
         for key, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
@@ -85,6 +86,9 @@ class Net(nn.Module):
         self.name, self.num_classes, self.in_chans = name, num_classes, in_chans
         # Where the architecture comes from, and the size its paper reports (millions).
         self.source, self.paper_params = source, paper_params
+        # A family's free parameters (e.g. blocks per stage), which its base config interpolates
+        # into the stages so that a variant states only them; kept for the record.
+        self.family = dict(family or {})
         self.width_mult, self.round_to = width_mult, round_to
         self.drop_rate = float(head.pop("dropout", 0.0))
         if not 0.0 <= self.drop_rate < 1.0:
