@@ -10,7 +10,8 @@ precision's autocast, cross-entropy, backward, SGD (Nesterov) step, on a random 
 channels_last or contiguous (NCHW) weights and inputs. After ``--warmup`` untimed steps, ``--steps``
 steps run under the CPU profiler (``record_shapes=True``); each is timed by ``timing.run_steps``
 (perf_counter), so the step time printed is the median of the *profiled* steps, profiler overhead
-included; the last warm-up step, unprofiled, is printed beside it to show that overhead.
+included; the last warm-up step, unprofiled, is printed beside it to show that overhead. Shares
+(% of step) are of the mean profiled step, since the self times are summed over all profiled steps.
 
 Per operator: self CPU time (time in the op itself, not its children) per step, and its phase: an
 op is ``backward`` if an ancestor is an autograd node (``autograd::engine::evaluate_function: ...``),
@@ -154,11 +155,13 @@ def profile_setting(name: str, precision: str, fmt: str, opts) -> dict:
         ops[label, phase][0] += 1
         ops[label, phase][1] += event.self_cpu_time_total / 1e3  # microseconds -> ms
         shares[f"conv {kind}" if kind else klass] += event.self_cpu_time_total / 1e3
-    step_ms, n = 1e3 * median(seconds), opts.steps
+    # Self times are summed over all profiled steps, so their shares are of the steps' total (the
+    # mean step); the median step is what the tables print as the step time, robust to one slow step.
+    step_ms, mean_ms, n = 1e3 * median(seconds), 1e3 * sum(seconds) / len(seconds), opts.steps
     rows = [{"operator": label, "phase": phase, "calls/step": calls / n, "self ms/step": ms / n,
-             "% of step": 100 * ms / n / step_ms} for (label, phase), (calls, ms) in ops.items()]
+             "% of step": 100 * ms / n / mean_ms} for (label, phase), (calls, ms) in ops.items()]
     rows.sort(key=lambda r: -r["self ms/step"])
-    return {"model": name, "precision": precision, "format": fmt, "step ms": step_ms,
+    return {"model": name, "precision": precision, "format": fmt, "step ms": step_ms, "mean ms": mean_ms,
             "unprofiled ms": 1e3 * warm[-1], "ops": rows, "shares": {k: v / n for k, v in shares.items()}}
 
 
@@ -166,7 +169,7 @@ def summary_row(result: dict) -> dict:
     """One line of the summary: the dominant class, each convolution kind counted as a class of its
     own (so a batch norm at 40% beats dense 1x1 at 25% even when all convs add up to 43%), and the
     share of every class, the convolutions' split by kind beside."""
-    step, shares = result["step ms"], result["shares"]
+    step, shares = result["mean ms"], result["shares"]
     by_class, kinds = defaultdict(float), {}
     for key, ms in shares.items():
         by_class["conv" if key.startswith("conv") else key] += ms
@@ -174,7 +177,7 @@ def summary_row(result: dict) -> dict:
             kinds[key[5:]] = 100 * ms / step
     top = max(shares, key=shares.get)
     row = {"model": result["model"], "precision": result["precision"], "format": result["format"],
-           "step ms": step, "dominant": f"{top} ({100 * shares[top] / step:.0f}%)"}
+           "step ms": result["step ms"], "dominant": f"{top} ({100 * shares[top] / step:.0f}%)"}
     row.update({f"{c} %": 100 * by_class.get(c, 0.0) / step for c in SHARES})
     row["conv by kind %"] = ", ".join(f"{k} {v:.0f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
     return row
@@ -205,7 +208,7 @@ def main(argv=None) -> list[dict]:
                         total = sum(op["self ms/step"] for op in r["ops"])
                         s = summary_row(r)
                         emit(f"### {name}: {precision}, {fmt}, batch {opts.batch}\n\n"
-                             f"Step {r['step ms']:.1f} ms (median of {opts.steps} profiled steps, perf_counter; "
+                             f"Step {r['step ms']:.1f} ms (median of {opts.steps} profiled steps, mean {r['mean ms']:.1f}, perf_counter; "
                              f"last unprofiled warm-up step {r['unprofiled ms']:.1f} ms); operators' self CPU time "
                              f"sums to {total:.1f} ms/step. Dominant: {s['dominant']}; conv {s['conv %']:.0f}% "
                              f"({s['conv by kind %'] or 'none'}), copies {s['copies %']:.0f}%, "
@@ -213,7 +216,7 @@ def main(argv=None) -> list[dict]:
                              f"cat/shuffle {s['cat/shuffle %']:.0f}%.\n\n{records_table(r['ops'][:opts.top])}\n")
     finally:
         torch.set_float32_matmul_precision(old_matmul)
-    emit(f"### Summary: share of each step by operator class (% of the median profiled step)\n\n"
+    emit(f"### Summary: share of each step by operator class (% of the mean profiled step)\n\n"
          f"{records_table([summary_row(r) for r in results])}\n\nClasses: an op takes the class of its outermost "
          f"ancestor matching one (conv's internal copies count as conv, a shuffle's reshape copy as cat/shuffle); "
          f"'dominant' counts each convolution kind as a class of its own. "
