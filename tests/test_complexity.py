@@ -5,7 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from convzoo.models import registry
 from convzoo.models.complexity import complexity, flop_counter_macs
 from convzoo.models.layers.arithmetic import receptive_field
 from convzoo.models.layers.conv import ConvNormAct

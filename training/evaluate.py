@@ -14,7 +14,6 @@ import json
 import math
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
