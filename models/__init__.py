@@ -6,9 +6,10 @@ from .layers import *  # noqa: F401,F403  (the public blocks, re-exported)
 from .layers import __all__ as _layer_names
 from .autoencoder import ConvAutoencoder
 from .complexity import complexity
+from .fuse import fuse_conv_bn
 from .net import Net, make_divisible
 from .registry import create_model, get_block, list_blocks, list_models, model_config
 
 __all__ = [*_layer_names, "Net", "make_divisible", "create_model", "get_block", "list_blocks",
-           "list_models", "model_config", "complexity", "ConvAutoencoder"]
+           "list_models", "model_config", "complexity", "ConvAutoencoder", "fuse_conv_bn"]
 

@@ -143,3 +143,12 @@ def test_profile_classifies_by_the_outermost_ancestor():
     dense = Event(name="aten::conv2d", cpu_parent=None, input_shapes=[[8, 16, 8, 8], [48, 16, 1, 1]])
     grouped = Event(name="aten::conv2d", cpu_parent=None, input_shapes=[[8, 24, 8, 8], [48, 8, 1, 1]])
     assert classify(dense, memo)[2] == "dense 1x1" and classify(grouped, memo)[2] == "grouped 1x1 g=3"
+
+
+def test_fused_inference_table(capsys):
+    from benchmarks.fused_inference import main as fused_main
+
+    [row] = fused_main(["--models", "resnet20", "--batch", "2", "--repeats", "1", "--latency-iters", "1"])
+    assert row["folded pairs"] == 19 and row["img/s fused"] > 0 and row["latency ratio"] > 0
+    out = capsys.readouterr().out
+    assert "| model" in out and "throughput ratio" in out and "resnet20" in out

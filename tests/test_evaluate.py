@@ -82,6 +82,8 @@ def test_report_matches_a_direct_computation(run, tmp_path):
     assert result["params"] == sum(p.numel() for p in net.parameters()) == recorded["params"]
     assert result["macs"] == recorded["macs"] > 0
     assert result["images_per_sec"] > 0 and result["latency_ms"] > 0 and result["throughput_batch_size"] == 8
+    fused = result["fused"]  # batch norm folded: resnet20 has one per conv, 19 in all
+    assert fused["pairs"] == 19 and fused["images_per_sec"] > 0 and fused["latency_ms"] > 0
     written = json.loads((run / "eval.json").read_text())  # next to the checkpoint's run folder
     assert written["acc"] == result["acc"] and written["split"] == "test"
     assert (run / "eval_confusion_matrix.png").stat().st_size > 0
