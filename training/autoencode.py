@@ -27,7 +27,7 @@ class AutoencoderModule(TaskModule):
                  scheduler: Callable[..., Any] | None = None, *, num_images: int = 8,
                  exclude_norm_bias_from_wd: bool = True, norm_bias_lr_scale: float = 1.0,
                  whitening_images: int = 5000, model_cfg: dict | None = None, data_info: dict | None = None) -> None:
-        super().__init__(net, optimizer, scheduler, model_cfg=model_cfg, data_info=data_info,
+        super().__init__(net, optimizer, scheduler, data_info=data_info,
                          exclude_norm_bias_from_wd=exclude_norm_bias_from_wd,
                          norm_bias_lr_scale=norm_bias_lr_scale, whitening_images=whitening_images)
         if self.data_info.get("mean") is None or self.data_info.get("std") is None:

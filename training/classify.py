@@ -35,7 +35,7 @@ class ClassificationModule(TaskModule):
         model_cfg: dict | None = None,
         data_info: dict | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, model_cfg=model_cfg, data_info=data_info,
+        super().__init__(net, optimizer, scheduler, data_info=data_info,
                          exclude_norm_bias_from_wd=exclude_norm_bias_from_wd,
                          norm_bias_lr_scale=norm_bias_lr_scale, whitening_images=whitening_images)
         if num_classes is None:

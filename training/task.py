@@ -3,9 +3,10 @@ partials, per-epoch reshuffling, RNG state in checkpoints, and data-fitted layer
 
 A task (``task=classify``, ``task=autoencode``) is a ``TaskModule`` subclass chosen by the config
 group ``task``; ``train(cfg)`` has one code path for all of them. Every task is built as
-``cls(net, optimizer, scheduler, *, model_cfg, data_info, **options)``: ``model_cfg`` (plain data)
-rebuilds the net from a checkpoint without unpickling code, ``data_info`` holds what the data told
-the run (classes, channels, image size, normalisation).
+``cls(net, optimizer, scheduler, *, model_cfg, data_info, **options)`` and saves its arguments but
+the net and the factories as hyperparameters: ``model_cfg`` (plain data) rebuilds the net from a
+checkpoint without unpickling code, ``data_info`` holds what the data told the run (classes,
+channels, image size, normalisation).
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ class TaskModule(L.LightningModule):
     NET_ARGS: tuple[str, ...] = ("in_chans",)
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, *, model_cfg: dict | None = None,
+                 scheduler: Callable[..., Any] | None = None, *,
                  data_info: dict | None = None, exclude_norm_bias_from_wd: bool = True,
                  norm_bias_lr_scale: float = 1.0, whitening_images: int = 5000) -> None:
         super().__init__()
