@@ -110,9 +110,10 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int, repeats: int, 
 
 # --- training and inference steps as train.py runs them ------------------------------------
 
-def _random_batch(batch_size: int, device, channels_last: bool, num_classes: int = 10):
-    """Random CIFAR-sized images and labels: speed does not depend on the pixels."""
-    x = torch.randn(batch_size, 3, 32, 32, device=device)
+def _random_batch(batch_size: int, device, channels_last: bool, num_classes: int = 10,
+                  input_shape: tuple[int, ...] = (3, 32, 32)):
+    """Random images (CIFAR-sized unless told) and labels: speed does not depend on the pixels."""
+    x = torch.randn(batch_size, *input_shape, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, torch.randint(0, num_classes, (batch_size,), device=device)
@@ -135,20 +136,25 @@ def _prepare(net: nn.Module, device, channels_last: bool) -> nn.Module:
 
 
 def train_case(net: nn.Module, batch_size: int, precision: str, device, *, channels_last: bool = True,
-               context=nullcontext) -> Case:
+               context=nullcontext, input_shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10) -> Case:
     """One optimizer step per call on a fixed random batch, as train.py's default recipe does it:
-    forward under the precision's autocast, cross-entropy with label smoothing 0.1, SGD with
-    Nesterov momentum 0.9 and weight decay 5e-4 off norms and biases. ``net`` trains in place."""
+    forward under the precision's autocast, cross-entropy with label smoothing 0.1 (a net whose
+    output is not (N, classes), an autoencoder, gets the mean square of its output instead: the
+    loss is a negligible part of a step), SGD with Nesterov momentum 0.9 and weight decay 5e-4 off
+    norms and biases. ``net`` trains in place."""
     from .task import param_groups  # beside the LightningModule: imported only where a step is timed
 
     net = _prepare(net, device, channels_last)
-    x, y = _random_batch(batch_size, device, channels_last)
+    x, y = _random_batch(batch_size, device, channels_last, num_classes, input_shape)
     optimizer = torch.optim.SGD(param_groups(net, 5e-4, True), lr=0.1, momentum=0.9, nesterov=True)
 
     def step():
         with autocast(precision, device):
             logits = net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
+        if logits.dim() == 2:
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
+        else:
+            loss = logits.float().square().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
