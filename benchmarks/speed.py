@@ -20,7 +20,11 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make models/, data/, training/ importable
+if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "benchmarks":
+    # run as a script: benchmarks/ on the path would let profile.py shadow the standard library's
+    # profile (cProfile, which torch._dynamo imports, breaks), and models/, data/, training/ need the root
+    sys.path[0] = str(ROOT)
+elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
