@@ -1,7 +1,9 @@
-"""training.timing and training.machine: round-robin repeats, calibration, the inference speed
-report and the machine description. Timings are checked for sense (positive, ordered calls), not speed."""
+"""training.timing, training.roofline and training.machine: round-robin repeats, calibration, the
+inference speed report, the roofs and a step's traffic, and the machine description. Timings are
+checked for sense (positive, ordered calls, a winner among the kernels tried), not speed."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -9,7 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from convzoo.models.complexity import complexity
 from convzoo.training import machine
+from convzoo.training.roofline import compute_peak, memory_bandwidth, roof, step_bytes
 from convzoo.training.timing import (Case, calibrate, infer_case, interleave, interleave_seconds, measure_inference,
                                      measure_training_and_inference, median, spread, train_case)
 
@@ -65,6 +69,41 @@ def test_measure_inference_reports_what_evaluate_records():
     assert result["images_per_sec"] > 0 and result["latency_ms"] > 0 and result["throughput_batch_size"] == 8
 
 
+def test_compute_peak_is_the_best_of_the_shapes_tried():
+    rate, winner = compute_peak(torch.float32, CPU, 1, 0.0, 1, matmuls=(16, 32), convs=((4, 4),), batch=2)
+    assert math.isfinite(rate) and rate > 0
+    assert winner in {"matmul 16^3", "matmul 32^3", "conv3x3 4->4 @4x4 x2"}
+
+
+def test_memory_bandwidth_is_the_best_of_the_kernels_tried():
+    rate, winner = memory_bandwidth(CPU, 1, 0.0, 1, megabytes=(0.0625, 0.125))
+    assert math.isfinite(rate) and rate > 0
+    assert winner in {f"{kernel} {mb} MB" for kernel in ("copy", "triad") for mb in ("0.0625", "0.125")}
+
+
+def test_step_bytes_of_one_conv_by_hand():
+    # per image: input X = 8*6*6*4 B, output A = 16*6*6*4 B; weights P = 16*8*9*4 B; batch 4
+    report = complexity(nn.Conv2d(8, 16, 3, padding=1, bias=False), (8, 6, 6))
+    x, a, p = 4 * 1152, 4 * 2304, 4608
+    assert step_bytes(report, 4, (8, 6, 6)) == 2 * x + 5 * a + 8 * p == 92_160
+    assert step_bytes(report, 4, (8, 6, 6), train=False) == x + 2 * a + p
+    assert step_bytes(report, 4, (8, 6, 6), activation_itemsize=2) == 2 * x + 5 * a / 2 + 8 * p
+
+
+def test_depthwise_conv_has_far_lower_intensity_than_a_dense_one():
+    def intensity(groups):
+        report = complexity(nn.Conv2d(64, 64, 3, padding=1, groups=groups, bias=False), (64, 16, 16))
+        return 6 * report.total_macs * 32 / step_bytes(report, 32, (64, 16, 16))
+
+    dense, depthwise = intensity(1), intensity(64)
+    assert dense > 50 * depthwise and depthwise < 3  # ~114 against ~1.9 FLOP/byte
+
+
+def test_roof_is_the_lower_of_compute_and_memory():
+    assert roof(100.0, 10.0, 2.0) == (20.0, "memory")
+    assert roof(100.0, 10.0, 50.0) == (100.0, "compute")
+
+
 def test_machine_reads_cpuinfo(tmp_path, monkeypatch):
     info = tmp_path / "cpuinfo"
     info.write_text("model name\t: Test CPU\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu avx512f avx512_bf16\n")
@@ -83,8 +122,8 @@ def test_machine_rows_name_the_cpu_and_versions():
     assert rows["default precision (trainer.precision=auto)"] == "32-true"
 
 
-def test_timing_and_machine_do_not_import_lightning():
-    code = ("import sys, convzoo.training.timing, convzoo.training.machine, convzoo.training.tables, "
-            "convzoo.training.runs; print('lightning' in sys.modules)")
+def test_timing_roofline_and_machine_do_not_import_lightning():
+    code = ("import sys, convzoo.training.timing, convzoo.training.roofline, convzoo.training.machine, "
+            "convzoo.training.tables, convzoo.training.runs; print('lightning' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

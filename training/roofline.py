@@ -1,0 +1,96 @@
+"""The roofline: how fast a training step could run on this machine at best, and which roof binds.
+
+A step does F FLOPs and must move B bytes, so its FLOP/s cannot exceed the compute peak, nor
+AI x bandwidth where AI = F / B (FLOP per byte): ``roof = min(peak, AI x bandwidth)``. Both roofs
+are measured here, in the same run as the models they judge, and each is the BEST of several
+kernels, so that it is a true ceiling rather than one kernel's speed: the peak over square
+matmuls and dense 3x3 convolutions (oneDNN often runs a conv faster than a matmul), the bandwidth
+over streaming kernels from L2-sized to far beyond L3 (a CIFAR batch's activations often sit in
+L3, and cache-resident traffic counts). ``step_bytes`` is a lower bound on what a step moves, so
+AI is an upper bound and the memory roof too high rather than too low.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from convzoo.models.complexity import ComplexityReport
+
+from .timing import Case, interleave, median
+
+MATMULS = (512, 1024, 2048)               # n of an n x n x n matmul, 2 n^3 FLOPs
+GPU_MATMULS = (4096, 8192)                # a GPU needs larger ones to fill up
+CONVS = ((64, 32), (128, 16), (256, 8))   # (channels in = out, map side): 3x3, stride 1, same padding
+CONV_BATCH = 64
+STREAM_MB = (1, 8, 64, 256)               # float32 buffers, L2-sized to well beyond L3
+
+
+def _best(cases: dict, repeats: int, min_seconds: float, device, warmup: int) -> tuple[float, str]:
+    """(highest median rate, its case's name) of ``cases`` timed round-robin."""
+    rates = {name: median(r) for name, r in interleave(cases, repeats, min_seconds, device, warmup).items()}
+    winner = max(rates, key=rates.get)
+    return rates[winner], winner
+
+
+def _matmul(n: int, dtype, device) -> Case:
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    return Case(lambda: torch.mm(a, b, out=out), work=2.0 * n ** 3)
+
+
+def _conv(channels: int, side: int, batch: int, dtype, device) -> Case:
+    """Channels_last, as train.py runs convolutions: 2 N H_out W_out K^2 C_in C_out FLOPs."""
+    def tensor(*shape):
+        return torch.randn(*shape, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+
+    x, w = tensor(batch, channels, side, side), tensor(channels, channels, 3, 3)
+    return Case(lambda: F.conv2d(x, w, padding=1), work=2.0 * batch * side * side * 9 * channels * channels)
+
+
+def compute_peak(dtype: torch.dtype, device: torch.device, repeats: int, min_seconds: float, warmup: int = 2, *,
+                 matmuls: tuple[int, ...] | None = None, convs=CONVS, batch: int = CONV_BATCH) -> tuple[float, str]:
+    """(FLOP/s, winning shape): the best of square matmuls and dense 3x3 convolutions in ``dtype``."""
+    if matmuls is None:
+        matmuls = MATMULS + (GPU_MATMULS if device.type == "cuda" else ())
+    cases = {f"matmul {n}^3": _matmul(n, dtype, device) for n in matmuls}
+    cases.update({f"conv3x3 {c}->{c} @{s}x{s} x{batch}": _conv(c, s, batch, dtype, device) for c, s in convs})
+    return _best(cases, repeats, min_seconds, device, warmup)
+
+
+def memory_bandwidth(device: torch.device, repeats: int, min_seconds: float, warmup: int = 2, *,
+                     megabytes=STREAM_MB) -> tuple[float, str]:
+    """(bytes/s, winning kernel and size): the best of a copy (each byte read once and written once:
+    2 x size) and a triad ``c = a + 2 b`` (3 x size) over float32 buffers of each size. Written bytes
+    count once, as STREAM counts them (and as ``step_bytes`` does)."""
+    cases = {}
+    for mb in megabytes:
+        a, b, c = (torch.rand(int(mb * 2 ** 18), device=device) for _ in range(3))  # 2^18 floats per MB
+        size = a.numel() * a.element_size()
+        cases[f"copy {mb:g} MB"] = Case(lambda a=a, c=c: c.copy_(a), work=2.0 * size)
+        cases[f"triad {mb:g} MB"] = Case(lambda a=a, b=b, c=c: torch.add(a, b, alpha=2.0, out=c), work=3.0 * size)
+    return _best(cases, repeats, min_seconds, device, warmup)
+
+
+def step_bytes(report: ComplexityReport, batch_size: int, input_size=(3, 32, 32), *, train: bool = True,
+               activation_itemsize: int = 4) -> float:
+    """Bytes a step must move at the least, from ``complexity(model)`` of an fp32 model at batch 1.
+
+    With A the activation bytes of a batch (outputs that alias no input: in-place ReLU and views
+    are free), X the input batch and P the parameters: each activation is written once and read
+    once, nothing more (a tensor two layers read, a conv's internal re-reads and BatchNorm's two
+    passes are not counted). Forward: X + P + 2A. A training step adds the backward pass, which
+    re-reads each saved activation and the input and writes and reads each gradient (X + 3A), reads
+    the weights and writes their gradients (2P), and SGD with momentum, which reads parameters,
+    gradients and momentum and writes parameters and momentum (5P): 2X + 5A + 8P in all.
+    ``activation_itemsize``: 2 where autocast keeps activations in bf16 or fp16 (parameters,
+    gradients and the input stay fp32)."""
+    x = 4.0 * batch_size * torch.Size(input_size).numel()
+    a = report.total_activation_bytes / 4 * activation_itemsize * batch_size
+    p = 4.0 * report.total_params
+    return 2 * x + 5 * a + 8 * p if train else x + 2 * a + p
+
+
+def roof(peak: float, bandwidth: float, intensity: float) -> tuple[float, str]:
+    """(the highest FLOP/s a kernel of ``intensity`` FLOP/byte can reach, "compute" or "memory")."""
+    memory = intensity * bandwidth
+    return (peak, "compute") if peak <= memory else (memory, "memory")
