@@ -5,10 +5,13 @@
     python benchmarks/speed.py --tables depthwise --compile     # depthwise settings, torch.compile too
     python benchmarks/speed.py --quick                          # smoke test: tiny batches, one repeat
 
-Tables: ``models`` (params, MACs, training and inference images/s, MFU against a matmul peak
-measured in the same run, latency), ``data`` (our loaders against torchvision's DataLoader),
-``trainer`` (Lightning as train.py runs it against a bare loop), ``depthwise`` (what makes
-MobileNetV2 / ShuffleNetV2 fast here), then ``targets``: the issue's goals with pass/fail.
+Tables: ``models`` (first the roofs, measured in the same run: the compute peak per precision,
+the best of several matmuls and convolutions, and the memory bandwidth, the best of several
+streaming kernels; then per model params, MACs, training images/s and, per training precision,
+achieved GFLOP/s, arithmetic intensity AI, the roof min(peak, AI x bandwidth), which roof binds
+and the % of it reached; inference images/s and % of its roof; latency), ``data`` (our loaders
+against torchvision's DataLoader), ``trainer`` (Lightning as train.py runs it against a bare
+loop), ``depthwise`` (what makes MobileNetV2 / ShuffleNetV2 fast here), then ``targets``: the issue's goals with pass/fail.
 It prints numbers and asserts nothing about them.
 """
 from __future__ import annotations
@@ -32,11 +35,10 @@ import torch  # noqa: E402
 from convzoo.training.machine import machine_rows  # noqa: E402
 from convzoo.training.device import canonical_precision  # noqa: E402
 from convzoo.training.tables import records_table  # noqa: E402
-from convzoo.training.timing import matmul_peak  # noqa: E402
 
 TABLES = ("models", "data", "trainer", "depthwise")
 QUICK = dict(repeats=1, min_seconds=0.0, warmup=1, batch_size=16, infer_batch_size=32, trainer_steps=2,
-             trainer_warmup=1, synthetic_images=512, matmul_n=256)
+             trainer_warmup=1, synthetic_images=512)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,7 +66,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--trainer-warmup", type=int, default=10, help="untimed steps before them")
     p.add_argument("--depthwise-models", default="mobilenet_v2_x1_0,shufflenet_v2_x1_0")
     p.add_argument("--compile", action="store_true", help="table 4 also tries torch.compile (slow to compile)")
-    p.add_argument("--matmul-n", type=int, default=None, help="matmul size for the peak (default 2048; 8192 on a GPU)")
     p.add_argument("--quick", action="store_true", help="smoke test: " + ", ".join(f"{k}={v}" for k, v in QUICK.items())
                    + ", synthetic data unless --data folder")
     p.add_argument("--out", default=None, help="also write the markdown to this file")
@@ -86,7 +87,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                                else "cpu" if opts.device == "auto" else opts.device)
     root = Path(opts.data_root)
     opts.data_root = root if root.is_absolute() else (ROOT / root).resolve()
-    opts.matmul_n = opts.matmul_n or (8192 if opts.device.type == "cuda" else 2048)
     return opts
 
 
@@ -118,19 +118,20 @@ def targets(results: dict, default: str) -> list[dict]:
 
 
 def _models_table(opts, precisions: list[str], default: str, tables: dict, results: dict, emit) -> None:
-    from benchmarks._models import model_rows
+    from benchmarks._models import model_rows, roofs
 
-    dtypes = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-    peaks = {p: matmul_peak(dtypes[p], opts.device, opts.matmul_n, opts.repeats, opts.min_seconds, opts.warmup)
-             for p in dict.fromkeys([*precisions, default])}
-    tables["peak"] = [{"precision": p, "matmul": f"{opts.matmul_n}^3", "GFLOP/s": v / 1e9} for p, v in peaks.items()]
-    emit("Matmul peak (the MFU reference)", "peak")
-    tables["models"] = model_rows(model_names(opts.models), opts, precisions, default, peaks)
+    tables["roofs"], peaks, bandwidth = roofs(opts, list(dict.fromkeys([*precisions, default])))
+    emit("Roofs: the best of several kernels, each a ceiling no model step can pass", "roofs")
+    tables["models"] = model_rows(model_names(opts.models), opts, precisions, default, peaks, bandwidth)
     same = (f" Default precision here is {default}: the same setting as fp32, so one training column, not two."
             if default == "32-true" else "")
     emit(f"Models: batch {opts.batch_size} training (channels_last, SGD Nesterov), inference at {default}; "
          f"medians of {opts.repeats}", "models",
-         f"MFU: 6 x MACs per trained image, 2 x MACs per inferred image, over the matmul peak.{same}")
+         "GFLOP/s = 6 x MACs per trained image x img/s; AI = those FLOPs / the bytes a step must move at the "
+         "least (each activation written and read once forward, re-read once and its gradient written and read "
+         "once backward; 8 x the parameter bytes for weights, gradients and SGD momentum), so roof = "
+         "min(compute peak, AI x bandwidth) is a ceiling, and bound says which term is the smaller. "
+         f"% of roof = GFLOP/s / roof; inference: 2 x MACs per image over the forward pass's bytes.{same}")
     r20 = next((r for r in tables["models"] if r["model"] == "resnet20"), {})
     speed = {p: r20.get(k) for p in precisions for k in r20 if k.startswith(f"train img/s {p}")}
     if speed.get(default):

@@ -29,9 +29,14 @@ def test_models_and_trainer_tables(tmp_path):
     report = complexity(create_model("resnet20"), (3, 32, 32))
     assert row["model"] == "resnet20" and row["params"] == report.total_params == 269_722
     assert row["MACs/img (M)"] == pytest.approx(report.total_macs / 1e6)
-    for prefix in ("train img/s 32-true", "train MFU %", "infer img/s @32", "infer MFU %", "latency @1"):
+    for prefix in ("train img/s 32-true", "GFLOP/s 32-true", "AI 32-true", "roof GFLOP/s 32-true",
+                   "% of roof 32-true", "infer img/s @32", "infer % of roof", "latency @1"):
         _positive([row], prefix)
-    assert [r["GFLOP/s"] > 0 for r in tables["peak"]] == [True] * len(tables["peak"])
+    assert row["bound 32-true"] in ("compute", "memory")
+    assert row["% of roof 32-true"] == pytest.approx(100 * row["GFLOP/s 32-true"] / row["roof GFLOP/s 32-true"])
+    roofs = [r["roof"] for r in tables["roofs"]]  # bf16-mixed too where it is the default
+    assert roofs[0] == "compute peak 32-true" and roofs[-1] == "memory bandwidth"
+    assert all(r["value"] > 0 and r["won by"] for r in tables["roofs"])
     lightning, bare = tables["trainer"]
     assert lightning["loop"].startswith("Lightning") and bare["loop"].startswith("bare")
     _positive(tables["trainer"], "img/s")
@@ -40,7 +45,7 @@ def test_models_and_trainer_tables(tmp_path):
     assert targets_["fast loader img/s / resnet20 training img/s"]["result"] == "not measured"
     text = out.read_text()
     assert "python benchmarks/speed.py --models resnet20" in text and "| resnet20 |" in text
-    assert text.count("### ") == 5  # machine, peak, models, trainer, targets
+    assert text.count("### ") == 5  # machine, roofs, models, trainer, targets
 
 
 def test_data_table_on_synthetic_images():

@@ -1,8 +1,8 @@
 """How convzoo times things: warm-up, calibrated repeats taken round-robin, median and spread.
 
-A measured ``Case`` is a zero-argument ``step`` and the work one step does (images, or FLOPs
-for a matmul). ``interleave`` first runs each case's warm-up steps (allocation, oneDNN
-primitive creation, lazy initialisation), times a probe step to pick how many steps make a
+A measured ``Case`` is a zero-argument ``step`` and the work one step does (images; FLOPs or
+bytes for ``roofline``'s kernels). ``interleave`` first runs each case's warm-up steps (allocation,
+oneDNN primitive creation, lazy initialisation), times a probe step to pick how many steps make a
 repeat last at least ``min_seconds`` (so a small and a large model are timed with similar
 precision), then runs the repeats round-robin, A B C A B C ..., so a burst of machine noise
 hits every case, not one. Reports give the median of the repeats and, where it helps, their
@@ -27,7 +27,7 @@ from .device import autocast
 @dataclass
 class Case:
     step: Callable[[], object]
-    work: float                                   # images (or FLOPs) per step
+    work: float                                   # images (or FLOPs, bytes) per step
     context: Callable[[], AbstractContextManager] = nullcontext  # entered around every timed call
     warmup: int | None = None                     # untimed steps first (None: interleave's)
     probe: int = 1                                # steps timed to calibrate (more for prefetching loaders)
@@ -97,15 +97,6 @@ def spread(values) -> float:
     """Standard deviation of the repeats (0 for a single one): how far to trust a median or mean."""
     values = list(values)
     return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def matmul_peak(dtype: torch.dtype, device: torch.device, n: int, repeats: int, min_seconds: float,
-                warmup: int = 2) -> float:
-    """FLOP/s of an n x n x n matmul (2 n^3 FLOPs) in ``dtype``: the reference for MFU."""
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    out = torch.empty(n, n, device=device, dtype=dtype)
-    case = Case(lambda: torch.mm(a, b, out=out), work=2.0 * n ** 3)
-    return median(interleave({"mm": case}, repeats, min_seconds, device, warmup)["mm"])
 
 
 # --- training and inference steps as train.py runs them ------------------------------------
