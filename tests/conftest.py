@@ -59,6 +59,12 @@ def _event_tags(run_dir: Path) -> set[str]:
     return {*found["scalars"], *found["images"], *found["tensors"]}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _calibration_cache(tmp_path_factory) -> None:
+    """Runs under test keep their calibration cache (training/calibrate.py) out of the user's home."""
+    os.environ["CONVZOO_CACHE_DIR"] = str(tmp_path_factory.mktemp("convzoo-cache"))
+
+
 @pytest.fixture(scope="session")
 def config_dir() -> Path:
     """The configs folder (train.yaml, evaluate.yaml and the groups)."""

@@ -6,20 +6,24 @@ run per model.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.models.complexity import complexity
+from .calibrate import choose
 from .cli import ensure_writable
 from .config_checks import check_data_fits, check_resume_checkpoint, validate_config
-from .device import resolve_precision
 from .instantiate import instantiate_checked, instantiate_list
 from .runs import find_last_checkpoint, run_dir_of
 from .task import TaskModule
+
+log = logging.getLogger(__name__)
 
 
 def task_class(cfg: DictConfig) -> type[TaskModule]:
@@ -56,8 +60,6 @@ def train(cfg: DictConfig) -> dict:
     with open_dict(cfg):
         if ckpt_path is not None:  # resume into the same run folder, so the logger run goes on
             cfg.paths.output_dir = str(run_dir_of(ckpt_path))
-        cfg.trainer.precision = resolve_precision(cfg.trainer.get("precision", "auto"),
-                                                  cfg.trainer.get("accelerator", "auto"))
     out = ensure_writable(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
@@ -74,10 +76,15 @@ def train(cfg: DictConfig) -> dict:
     task.check_data(net, datamodule)
     report = complexity(net, (datamodule.in_chans, *datamodule.image_size))
     options = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=True).items() if k != "_target_"}
+    setting = choose_setting(cfg, net, model_cfg, datamodule, options, out)
+    with open_dict(cfg):
+        cfg.trainer.precision = setting.precision
+    options.update({k: getattr(setting, k) for k in ("channels_last", "compile") if k in options})
     module = task(net, hydra.utils.instantiate(cfg.optimizer), hydra.utils.instantiate(cfg.scheduler),
                   model_cfg=model_cfg, data_info=datamodule_info(datamodule), **options)
 
-    hparams = {**model_hparams(cfg, report), **module.hparams_summary()}
+    hparams = {**model_hparams(cfg, report), **module.hparams_summary(),
+               "channels_last": setting.channels_last, "compile": setting.compile}
     callbacks = instantiate_list(cfg.get("callbacks"), hparams=hparams, complexity_table=report.table())
     loggers = instantiate_list(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -95,6 +102,39 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def planned_steps(cfg: DictConfig, datamodule) -> int:
+    """Optimizer steps the run will take, from the trainer's limits and the training batches."""
+    trainer = cfg.trainer
+    if trainer.get("fast_dev_run"):
+        return int(trainer.fast_dev_run)
+    batches = len(datamodule.train_dataloader())
+    limit = trainer.get("limit_train_batches")
+    if limit is not None:
+        batches = min(batches, int(limit) if isinstance(limit, int) else int(batches * float(limit)))
+    steps = (trainer.get("max_epochs") or 1) * batches // max(1, trainer.get("accumulate_grad_batches") or 1)
+    max_steps = trainer.get("max_steps") or -1
+    return min(steps, max_steps) if max_steps > 0 else steps
+
+
+def choose_setting(cfg: DictConfig, net, model_cfg: dict, datamodule, options: dict, out: Path):
+    """Precision, memory format and torch.compile for this run (``training/calibrate.py``): what the
+    config fixes, and for each ``auto`` the fastest measured here (or cached, or the default for a
+    run too short to calibrate). A task without a ``channels_last`` / ``compile`` option trains
+    contiguous and uncompiled. Logged, and written to the run folder's calibration.json."""
+    calib = cfg.get("calibration") or {}
+    on_gpu = str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    device = torch.device("cuda" if on_gpu else "cpu")
+    choice = choose(net, model_cfg, precision=cfg.trainer.get("precision", "auto"),
+                    channels_last=options.get("channels_last", False), compile_=options.get("compile", False),
+                    batch_size=int(cfg.data.batch_size), input_shape=(datamodule.in_chans, *datamodule.image_size),
+                    num_classes=getattr(datamodule, "num_classes", 10), planned_steps=planned_steps(cfg, datamodule),
+                    device=device, cache=calib.get("cache"), min_steps=calib.get("min_steps", 1000),
+                    compile_min_minutes=calib.get("compile_min_minutes", 15.0), enabled=calib.get("enabled", True))
+    log.info(choice.describe())
+    (out / "calibration.json").write_text(json.dumps(choice.to_dict(), indent=2))
+    return choice.setting
 
 
 def datamodule_info(dm) -> dict:
