@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from convzoo.models.layers.conv import ConvNormAct
-from convzoo.models.layers.shuffle import ChannelShuffle, ChannelShuffleBlock, ShuffleUnit, ShuffleV2Unit, channel_shuffle
+from convzoo.models.layers.shuffle import (ChannelShuffle, ChannelShuffleBlock, ShuffleUnit, ShuffleV2Unit,
+                                           channel_shuffle, concat_shuffle)
 from convzoo.models.registry import get_block
 
 FAST = settings(max_examples=40, deadline=None)
@@ -77,6 +78,35 @@ def test_channel_shuffle_keeps_channels_last(g, per_group):
     y = channel_shuffle(x.contiguous(memory_format=torch.channels_last), g)
     assert y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, channel_shuffle(x, g), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("g", [2, 3])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channels_last halves"])
+def test_concat_shuffle_is_shuffle_of_concat(g, layout):
+    """One copy instead of two, the same tensor, and channels_last stays channels_last (also for a
+    channel slice of a channels_last tensor, as ShuffleV2Unit's ``x.chunk(2, 1)`` left half)."""
+    parts = [torch.randn(2, 5, 4, 3) for _ in range(g)]
+    if layout != "contiguous":
+        parts = [p.contiguous(memory_format=torch.channels_last) for p in parts]
+    if layout == "channels_last halves":
+        whole = torch.randn(2, 10, 4, 3).contiguous(memory_format=torch.channels_last)
+        parts[0] = whole[:, :5]
+    y = concat_shuffle(parts)
+    torch.testing.assert_close(y, channel_shuffle(torch.cat(parts, 1), g), rtol=0, atol=0)
+    assert y.is_contiguous(memory_format=torch.channels_last if layout != "contiguous" else torch.contiguous_format)
+    with pytest.raises(ValueError, match=r"concat_shuffle needs parts of one shape"):
+        concat_shuffle([parts[0], torch.randn(2, 4, 4, 3)])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_shuffle_v2_unit_output_is_shuffled_concat(stride):
+    """The unit's fused concat-shuffle gives what its maths says: shuffle2(cat[left, right])."""
+    unit = ShuffleV2Unit(8, 8 if stride == 1 else 16, stride=stride).eval()
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        left = x[:, :4] if stride == 1 else unit.left(x)
+        right = unit.right(x[:, 4:] if stride == 1 else x)
+        torch.testing.assert_close(unit(x), channel_shuffle(torch.cat([left, right], 1), 2))
 
 
 def test_channel_shuffle_bad_groups():

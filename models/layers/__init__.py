@@ -12,7 +12,7 @@ from .reference import conv2d_im2col, conv_matrix
 from .residual import BasicBlock, Bottleneck, PlainBlock, PreActBlock, ShortcutA, make_shortcut
 from .resnext import ResNeXtBlock
 from .separable import DepthwiseSeparableConv, FlattenedConv, InvertedResidual, SpatiallySeparableConv
-from .shuffle import ChannelShuffle, ChannelShuffleBlock, ShuffleUnit, ShuffleV2Unit, channel_shuffle
+from .shuffle import ChannelShuffle, ChannelShuffleBlock, ShuffleUnit, ShuffleV2Unit, channel_shuffle, concat_shuffle
 from .textcnn import TextCNN
 from .upsample import ResizeConvUp, TransposedConvUp, checkerboard_score
 from .whitening import PatchWhitening, fit_whitening
@@ -26,6 +26,6 @@ __all__ = [
     "BasicBlock", "Bottleneck", "PlainBlock", "PreActBlock", "ShortcutA", "make_shortcut",
     "ResNeXtBlock", "DepthwiseSeparableConv", "FlattenedConv", "InvertedResidual",
     "SpatiallySeparableConv", "ChannelShuffle", "ChannelShuffleBlock", "ShuffleUnit", "ShuffleV2Unit",
-    "channel_shuffle",
+    "channel_shuffle", "concat_shuffle",
     "TextCNN", "ResizeConvUp", "TransposedConvUp", "checkerboard_score",
 ]
