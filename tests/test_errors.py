@@ -81,6 +81,10 @@ def test_bad_model_spec_fails_before_the_data_is_read(override, match, monkeypat
     ("model.width_mult=0", r"model\.width_mult should be > 0, got 0"),
     ("module.label_smoothing=1", r"module\.label_smoothing should be in \[0, 1\), got 1"),
     ("module.label_smoothing=-0.1", r"module\.label_smoothing should be in \[0, 1\), got -0\.1"),
+    ("module.channels_last=yes", r"module\.channels_last should be true, false or auto, got 'yes'"),
+    ("module.compile=2", r"module\.compile should be true, false or auto, got 2"),
+    ("calibration.min_steps=-1", r"calibration\.min_steps should be >= 0, got -1"),
+    ("calibration.compile_min_minutes=-5", r"calibration\.compile_min_minutes should be >= 0, got -5"),
 ])
 def test_out_of_range_value_fails_before_anything_is_written(override, match, fails, tiny):
     fails([*tiny, override], ValueError, match)

@@ -42,6 +42,13 @@ def validate_config(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes",
         raise ValueError(f"scheduler {name} needs the run's length, but trainer.max_epochs=-1 with no "
                          f"trainer.max_steps is an unbounded run; set trainer.max_epochs >= 1 or trainer.max_steps >= 1")
     _check("module.label_smoothing", cfg.get("module", {}).get("label_smoothing"), lambda v: 0 <= v < 1, "in [0, 1)")
+    for key in ("channels_last", "compile"):
+        value = cfg.get("module", {}).get(key)
+        if value is not None and not isinstance(value, bool) and value != "auto":
+            raise ValueError(f"module.{key} should be true, false or auto, got {value!r}")
+    calibration = cfg.get("calibration") or {}
+    _check("calibration.min_steps", calibration.get("min_steps"), lambda v: v >= 0, ">= 0")
+    _check("calibration.compile_min_minutes", calibration.get("compile_min_minutes"), lambda v: v >= 0, ">= 0")
     model = cfg.model
     _check("model.width_mult", model.get("width_mult"), lambda v: v > 0, "> 0")
     head = model.get("head") or {}
