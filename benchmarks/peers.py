@@ -35,16 +35,10 @@ import shlex
 import sys
 import tempfile
 import time
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, Python puts benchmarks/ first on the path, where profile.py hides the standard
-# library's profile module (torch._dynamo imports cProfile, which imports it): put the root there.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import torch  # noqa: E402
 
@@ -54,7 +48,7 @@ from convzoo.training.calibrate import choose, eager_candidates  # noqa: E402
 from convzoo.training.device import canonical_precision  # noqa: E402
 from convzoo.training.machine import machine_rows  # noqa: E402
 from convzoo.training.tables import records_table  # noqa: E402
-from convzoo.training.timing import interleave, median, run_steps, train_case  # noqa: E402
+from convzoo.training.timing import as_train_py, interleave, median, run_steps, train_case  # noqa: E402
 
 INPUT, CLASSES = (3, 32, 32), 10
 # planned_steps 0: too short to calibrate, so the quick run takes calibrate's defaults and never compiles
@@ -102,19 +96,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     opts.device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available()
                                else "cpu" if opts.device == "auto" else opts.device)
     return opts
-
-
-@contextmanager
-def as_train_py():
-    """fp32 matmuls as train.py sets them ("high"), for the calibration and the timings alike."""
-    old = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # from mkldnn.flags()
-            yield
-    finally:
-        torch.set_float32_matmul_precision(old)
 
 
 def build(name: str):

@@ -19,22 +19,17 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "benchmarks":
-    # run as a script: benchmarks/ on the path would let profile.py shadow the standard library's
-    # profile (cProfile, which torch._dynamo imports, breaks), and models/, data/, training/ need the root
-    sys.path[0] = str(ROOT)
-elif str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import torch  # noqa: E402
 
 from convzoo.training.machine import machine_rows  # noqa: E402
 from convzoo.training.device import canonical_precision  # noqa: E402
 from convzoo.training.tables import records_table  # noqa: E402
+from convzoo.training.timing import as_train_py  # noqa: E402
 
 TABLES = ("models", "data", "trainer", "depthwise")
 QUICK = dict(repeats=1, min_seconds=0.0, warmup=1, batch_size=16, infer_batch_size=32, trainer_steps=2,
@@ -166,31 +161,25 @@ def main(argv=None) -> dict[str, list[dict]]:
         out.append(text)
         print(text, flush=True)
 
-    old_matmul = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")  # as train.py sets it
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # from mkldnn.flags()
-            emit(f"Machine\n\n`{command}`", "machine")
-            if "models" in opts.tables:
-                _models_table(opts, precisions, default, tables, results, emit)
-            if "data" in opts.tables:
-                _data_table(opts, default, tables, results, emit)
-            if "trainer" in opts.tables:
-                from benchmarks._trainer import trainer_rows
+    with as_train_py():
+        emit(f"Machine\n\n`{command}`", "machine")
+        if "models" in opts.tables:
+            _models_table(opts, precisions, default, tables, results, emit)
+        if "data" in opts.tables:
+            _data_table(opts, default, tables, results, emit)
+        if "trainer" in opts.tables:
+            from benchmarks._trainer import trainer_rows
 
-                tables["trainer"], results["trainer_ratio"], note = trainer_rows(opts, default)
-                emit(f"Trainer overhead: interleaved repeats (A B A B ...), medians of {opts.repeats}", "trainer", note)
-            if "depthwise" in opts.tables:
-                from benchmarks._depthwise import depthwise_rows, winners
+            tables["trainer"], results["trainer_ratio"], note = trainer_rows(opts, default)
+            emit(f"Trainer overhead: interleaved repeats (A B A B ...), medians of {opts.repeats}", "trainer", note)
+        if "depthwise" in opts.tables:
+            from benchmarks._depthwise import depthwise_rows, winners
 
-                tables["depthwise"] = depthwise_rows(model_names(opts.depthwise_models), opts, default)
-                emit(f"Depthwise / grouped models: one change at a time from train.py's default, side by side, "
-                     f"medians of {opts.repeats}", "depthwise")
-                tables["depthwise winners"] = winners(tables["depthwise"])
-                emit("Fastest setting per model", "depthwise winners")
-    finally:
-        torch.set_float32_matmul_precision(old_matmul)
+            tables["depthwise"] = depthwise_rows(model_names(opts.depthwise_models), opts, default)
+            emit(f"Depthwise / grouped models: one change at a time from train.py's default, side by side, "
+                 f"medians of {opts.repeats}", "depthwise")
+            tables["depthwise winners"] = winners(tables["depthwise"])
+            emit("Fastest setting per model", "depthwise winners")
     tables["targets"] = targets(results, default)
     emit("Targets", "targets")
     if opts.out:

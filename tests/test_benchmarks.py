@@ -104,7 +104,7 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys):
 
 
 def test_profile_quick_tables_and_self_times_within_the_step(tmp_path):
-    from benchmarks.profile import main as profile_main
+    from benchmarks.op_profile import main as profile_main
 
     out = tmp_path / "profile.md"
     [result] = profile_main(["--quick", "--models", "eff_separable", "--precisions", "fp32",
@@ -120,7 +120,7 @@ def test_profile_quick_tables_and_self_times_within_the_step(tmp_path):
     assert 0 < total <= result["step ms"] * 1.02, (total, result["step ms"])
     assert sum(result["shares"].values()) == pytest.approx(total)
     text = out.read_text()
-    assert "python benchmarks/profile.py --quick --models eff_separable" in text and "| CPU " in text
+    assert "python benchmarks/op_profile.py --quick --models eff_separable" in text and "| CPU " in text
     header = next(line for line in text.splitlines() if line.startswith("| operator"))
     assert [c.strip() for c in header.strip("|").split("|")] == ["operator", "phase", "calls/step",
                                                                  "self ms/step", "% of step"]
@@ -130,7 +130,7 @@ def test_profile_quick_tables_and_self_times_within_the_step(tmp_path):
 def test_profile_classifies_by_the_outermost_ancestor():
     from types import SimpleNamespace as Event
 
-    from benchmarks.profile import classify
+    from benchmarks.op_profile import classify
 
     step = Event(name="Optimizer.step#SGD.step", cpu_parent=None, input_shapes=[])
     node = Event(name="autograd::engine::evaluate_function: ConvolutionBackward0", cpu_parent=None, input_shapes=[])

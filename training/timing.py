@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import warnings
 from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -100,6 +101,20 @@ def spread(values) -> float:
 
 
 # --- training and inference steps as train.py runs them ------------------------------------
+
+@contextmanager
+def as_train_py():
+    """fp32 matmuls as train.py sets them (``high``: TF32 where the hardware has it), around a
+    whole benchmark, so calibration and timings see what a run sees."""
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # from mkldnn.flags()
+            yield
+    finally:
+        torch.set_float32_matmul_precision(old)
+
 
 def _random_batch(batch_size: int, device, channels_last: bool, num_classes: int = 10,
                   input_shape: tuple[int, ...] = (3, 32, 32)):

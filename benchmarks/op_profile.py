@@ -1,9 +1,9 @@
 """Where a training step's time goes: torch.profiler per operator, per model, precision and memory format.
 
-    python benchmarks/profile.py                                   # the efficient families (long)
-    python benchmarks/profile.py --models mobilenet_v1 --precisions fp32 --formats channels_last
-    python benchmarks/profile.py --steps 2 --warmup 1 --out docs/profile.md
-    python benchmarks/profile.py --quick --models eff_separable    # smoke test: batch 8, one step
+    python benchmarks/op_profile.py                                   # the efficient families (long)
+    python benchmarks/op_profile.py --models mobilenet_v1 --precisions fp32 --formats channels_last
+    python benchmarks/op_profile.py --steps 2 --warmup 1 --out docs/profile.md
+    python benchmarks/op_profile.py --quick --models eff_separable    # smoke test: batch 8, one step
 
 The step is ``convzoo.training.timing.train_case``, what train.py does per batch: forward under the
 precision's autocast, cross-entropy, backward, SGD (Nesterov) step, on a random CIFAR-sized batch,
@@ -30,17 +30,12 @@ import re
 import shlex
 import sys
 import time
-import warnings
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# run as a script, Python puts benchmarks/ first on the path, where this file would shadow the
-# standard library's ``profile`` (cProfile, imported by torch._dynamo, needs the real one)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
-if str(ROOT) not in sys.path:  # and make benchmarks/ importable as a package instead
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
@@ -48,7 +43,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from convzoo.training.device import canonical_precision  # noqa: E402
 from convzoo.training.machine import machine_rows  # noqa: E402
 from convzoo.training.tables import records_table  # noqa: E402
-from convzoo.training.timing import median, run_steps, train_case  # noqa: E402
+from convzoo.training.timing import as_train_py, median, run_steps, train_case  # noqa: E402
 
 MODELS = ("mobilenet_v1,mobilenet_v2_x1_0,shufflenet_v1_g3,shufflenet_v2_x1_0,eff_standard,eff_separable,"
           "eff_grouped,eff_grouped_shuffle,eff_shuffle")
@@ -186,7 +181,7 @@ def summary_row(result: dict) -> dict:
 def main(argv=None) -> list[dict]:
     """Profile every model x precision x format, print the markdown; returns one result per setting."""
     opts = parse_args(argv)
-    command = "python benchmarks/profile.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    command = "python benchmarks/op_profile.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     out: list[str] = []
 
     def emit(text: str) -> None:
@@ -195,27 +190,21 @@ def main(argv=None) -> list[dict]:
 
     emit(f"### Machine\n\n`{command}`\n\n{records_table(machine_rows(opts.device, canonical_precision('auto', opts.device)))}\n")
     results, start = [], time.perf_counter()
-    old_matmul = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")  # as train.py sets it
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
-            for name in opts.models:
-                for precision in opts.precisions:
-                    for fmt in opts.formats:
-                        r = profile_setting(name, precision, fmt, opts)
-                        results.append(r)
-                        total = sum(op["self ms/step"] for op in r["ops"])
-                        s = summary_row(r)
-                        emit(f"### {name}: {precision}, {fmt}, batch {opts.batch}\n\n"
-                             f"Step {r['step ms']:.1f} ms (median of {opts.steps} profiled steps, mean {r['mean ms']:.1f}, perf_counter; "
-                             f"last unprofiled warm-up step {r['unprofiled ms']:.1f} ms); operators' self CPU time "
-                             f"sums to {total:.1f} ms/step. Dominant: {s['dominant']}; conv {s['conv %']:.0f}% "
-                             f"({s['conv by kind %'] or 'none'}), copies {s['copies %']:.0f}%, "
-                             f"batch norm {s['batch norm %']:.0f}%, activation {s['activation %']:.0f}%, "
-                             f"cat/shuffle {s['cat/shuffle %']:.0f}%.\n\n{records_table(r['ops'][:opts.top])}\n")
-    finally:
-        torch.set_float32_matmul_precision(old_matmul)
+    with as_train_py():
+        for name in opts.models:
+            for precision in opts.precisions:
+                for fmt in opts.formats:
+                    r = profile_setting(name, precision, fmt, opts)
+                    results.append(r)
+                    total = sum(op["self ms/step"] for op in r["ops"])
+                    s = summary_row(r)
+                    emit(f"### {name}: {precision}, {fmt}, batch {opts.batch}\n\n"
+                         f"Step {r['step ms']:.1f} ms (median of {opts.steps} profiled steps, mean {r['mean ms']:.1f}, perf_counter; "
+                         f"last unprofiled warm-up step {r['unprofiled ms']:.1f} ms); operators' self CPU time "
+                         f"sums to {total:.1f} ms/step. Dominant: {s['dominant']}; conv {s['conv %']:.0f}% "
+                         f"({s['conv by kind %'] or 'none'}), copies {s['copies %']:.0f}%, "
+                         f"batch norm {s['batch norm %']:.0f}%, activation {s['activation %']:.0f}%, "
+                         f"cat/shuffle {s['cat/shuffle %']:.0f}%.\n\n{records_table(r['ops'][:opts.top])}\n")
     emit(f"### Summary: share of each step by operator class (% of the mean profiled step)\n\n"
          f"{records_table([summary_row(r) for r in results])}\n\nClasses: an op takes the class of its outermost "
          f"ancestor matching one (conv's internal copies count as conv, a shuffle's reshape copy as cat/shuffle); "
