@@ -15,6 +15,7 @@ from torch import nn
 from convzoo.checks import check_channels, check_divisible, check_positive
 
 from ..registry import register_block
+from .activation import ReLU6
 from .arithmetic import same_padding
 
 LayerSpec = Union[str, Callable[..., nn.Module], None]
@@ -36,7 +37,7 @@ NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
 }
 ACT_LAYERS: dict[str, Callable[[], nn.Module]] = {
     "relu": partial(nn.ReLU, inplace=True),
-    "relu6": partial(nn.ReLU6, inplace=True),
+    "relu6": partial(ReLU6, inplace=True),  # nn.ReLU6 without the input copy of its in-place form
     "silu": partial(nn.SiLU, inplace=True),
     "gelu": nn.GELU,
     "sigmoid": nn.Sigmoid,
