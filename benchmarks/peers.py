@@ -126,7 +126,8 @@ def sizes(names: list[str]) -> list[dict]:
 def calibrated(name: str, opts, cache: Path):
     """(our case, its setting's label, the calibration's account) in the setting a long run trains with."""
     net, cfg = build(name)
-    choice = choose(net, cfg, precision="auto", channels_last="auto", compile_="auto", batch_size=opts.batch_size,
+    compile_ = "auto" if getattr(opts, "compile", "auto") == "auto" else False
+    choice = choose(net, cfg, precision="auto", channels_last="auto", compile_=compile_, batch_size=opts.batch_size,
                     input_shape=INPUT, num_classes=CLASSES, planned_steps=opts.planned_steps, device=opts.device,
                     cache=cache)
     setting, label = choice.setting, choice.setting.label()

@@ -84,3 +84,31 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit):
         peers.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_defaults_quick_run_compares_the_default_with_every_setting(tmp_path, monkeypatch):
+    """benchmarks/defaults.py: one row per model, the default (here forced to contiguous for one model,
+    as a calibration could choose) timed beside every eager setting, and default / best computed."""
+    from benchmarks import defaults
+
+    real_choose = peers.choose
+
+    def choose(net, model_cfg, **kw):
+        assert kw["compile_"] is False  # --compile off (the default): the calibration never compiles
+        if model_cfg["name"] == "eff_separable":
+            return Choice(Setting("32-true", False), "cached")
+        return real_choose(net, model_cfg, **kw)
+
+    monkeypatch.setattr(peers, "choose", choose)
+    out = tmp_path / "defaults.md"
+    rows = defaults.main(["--quick", "--models", "eff_standard,eff_separable", "--out", str(out)])
+    assert [r["model"] for r in rows] == ["eff_standard", "eff_separable"]
+    assert [r["default setting"] for r in rows] == ["32-true, channels_last", "32-true, contiguous"]
+    for r in rows:
+        rates = {k: v for k, v in r.items() if k.endswith("img/s") and k != "default img/s"}
+        assert r["best single setting"] + " img/s" == max(rates, key=rates.get)
+        assert r["default / best"] == pytest.approx(r["default img/s"] / max(rates.values()))
+    text = out.read_text()
+    assert "`python benchmarks/defaults.py --quick" in text and "over 2 models; below 0.97:" in text
+    with pytest.raises(SystemExit):
+        defaults.main(["--models", "nope*"])

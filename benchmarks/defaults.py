@@ -1,0 +1,124 @@
+"""Is train.py's default setting ever the slow choice? Every zoo model, its default against each setting.
+
+    python benchmarks/defaults.py --out docs/defaults.md        # every model, alone on the machine
+    python benchmarks/defaults.py --models "mobilenet*,eff_*"   # some
+    python benchmarks/defaults.py --compile auto                # let the calibration try torch.compile too
+    python benchmarks/defaults.py --quick                       # smoke test
+
+Per model: the default is the setting ``training/calibrate.py`` picks for a ``--planned-steps``
+run with ``trainer.precision``, ``module.channels_last`` (and, with ``--compile auto``,
+``module.compile``) left at ``auto`` (benchmarks/peers.py's ``calibrated``); against it, each
+single eager setting a user could pick instead: fp32 (and bf16 autocast where the CPU runs bf16
+natively) x channels_last / contiguous. All of one model's cases, the default as a case of its own,
+are timed in one ``timing.interleave`` call, so "default / best" is measured side by side, with the
+noise of a re-measurement in it. By default compile is off (``--compile off``): trying it costs
+10-90 s per model on 2 cores; benchmarks/peers.py measures it for the efficient families. It prints
+numbers and asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+import torch  # noqa: E402
+
+from benchmarks.peers import build, calibrated  # noqa: E402
+from convzoo.models import list_models  # noqa: E402
+from convzoo.training.calibrate import eager_candidates  # noqa: E402
+from convzoo.training.device import canonical_precision  # noqa: E402
+from convzoo.training.machine import machine_rows  # noqa: E402
+from convzoo.training.tables import records_table  # noqa: E402
+from convzoo.training.timing import as_train_py, interleave, median, train_case  # noqa: E402
+
+TARGET = 0.97
+QUICK = dict(repeats=1, min_seconds=0.0, warmup=1, batch_size=8, planned_steps=0)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        pass
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=Formatter)
+    p.add_argument("--models", default="*", help="comma-separated names or patterns (default: every zoo model)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats per case; tables give the median")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="each repeat runs enough steps to last this long")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before each case is timed")
+    p.add_argument("--batch-size", type=int, default=128, help="training batch (as data.batch_size)")
+    p.add_argument("--planned-steps", type=int, default=30 * 351,
+                   help="the run the calibration chooses for (30 epochs of the 45,000-image training split)")
+    p.add_argument("--compile", choices=("off", "auto"), default="off", help="module.compile for the calibration")
+    p.add_argument("--cache", default=None, help="calibration cache to read and extend (default: a fresh temporary one)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--quick", action="store_true", help="smoke test: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    p.add_argument("--out", default=None, help="also write the markdown to this file")
+    opts = p.parse_args(argv)
+    if opts.quick:
+        for key, value in QUICK.items():
+            setattr(opts, key, value)
+    for key in ("repeats", "batch_size", "warmup"):
+        if getattr(opts, key) < 1:
+            p.error(f"--{key.replace('_', '-')} should be >= 1, got {getattr(opts, key)}")
+    names = []
+    for part in (s.strip() for s in opts.models.split(",") if s.strip()):
+        found = list_models(part)
+        if not found:
+            p.error(f"--models: no zoo model matches {part!r}; known: {', '.join(list_models())}")
+        names += [n for n in found if n not in names]
+    opts.models = names
+    opts.device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available()
+                               else "cpu" if opts.device == "auto" else opts.device)
+    return opts
+
+
+def model_rows(name: str, opts, cache: Path) -> dict:
+    """One row: the default setting and its rate, every eager setting's rate, default / best."""
+    net, _ = build(name)
+    settings = eager_candidates("auto", "auto", opts.device)
+    cases = {s.label(): train_case(copy.deepcopy(net), opts.batch_size, s.precision, opts.device,
+                                   channels_last=s.channels_last) for s in settings}
+    cases["default"], label, _ = calibrated(name, opts, cache)
+    rates = {k: median(v) for k, v in interleave(cases, opts.repeats, opts.min_seconds, opts.device,
+                                                   opts.warmup).items()}
+    best = max((s.label() for s in settings), key=rates.get)
+    row = {"model": name, "default setting": label, "default img/s": rates["default"]}
+    row.update({f"{s.label()} img/s": rates[s.label()] for s in settings})
+    row.update({"best single setting": best, "default / best": rates["default"] / rates[best]})
+    print(f"  measured {name}: default / best {row['default / best']:.3f}", file=sys.stderr, flush=True)
+    return row
+
+
+def main(argv=None) -> list[dict]:
+    opts = parse_args(argv)
+    command = "python benchmarks/defaults.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    default = canonical_precision("auto", opts.device)
+    out = [f"### Machine\n\n`{command}`\n\n{records_table(machine_rows(opts.device, default))}\n"]
+    print(out[0], flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, as_train_py():
+        cache = Path(opts.cache).expanduser() if opts.cache else Path(tmp) / "calibration.json"
+        for name in opts.models:
+            rows.append(model_rows(name, opts, cache))
+            if opts.out:  # rewritten after every model: a run stopped halfway keeps what it measured
+                Path(opts.out).write_text("\n".join([*out, records_table(rows)]))
+    ratios = [r["default / best"] for r in rows]
+    below = [r["model"] for r in rows if r["default / best"] < TARGET]
+    summary = (f"Default / best single setting: min {min(ratios):.3f}, median {median(ratios):.3f} over "
+               f"{len(rows)} models; below {TARGET}: {', '.join(below) or 'none'}. Batch {opts.batch_size}, "
+               f"medians of {opts.repeats} repeats of >= {opts.min_seconds:g} s, each model's cases interleaved; "
+               f"calibration for a {opts.planned_steps:,}-step run, compile {opts.compile}.")
+    out += [f"### Default against every single setting\n\n{records_table(rows)}\n\n{summary}\n"]
+    print(out[-1], flush=True)
+    if opts.out:
+        Path(opts.out).write_text("\n".join(out))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
