@@ -107,8 +107,11 @@ def test_defaults_quick_run_compares_the_default_with_every_setting(tmp_path, mo
     for r in rows:
         rates = {k: v for k, v in r.items() if k.endswith("img/s") and k != "default img/s"}
         assert r["best single setting"] + " img/s" == max(rates, key=rates.get)
-        assert r["default / best"] == pytest.approx(r["default img/s"] / max(rates.values()))
+        chosen = rates[r["default setting"] + " img/s"]
+        assert r["chosen / best"] == pytest.approx(chosen / max(rates.values()))
+        assert r["re-run / chosen"] == pytest.approx(r["default img/s"] / chosen)
     text = out.read_text()
     assert "`python benchmarks/defaults.py --quick" in text and "over 2 models; below 0.97:" in text
+    assert "The same setting timed twice differed by" in text
     with pytest.raises(SystemExit):
         defaults.main(["--models", "nope*"])
