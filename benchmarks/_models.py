@@ -7,12 +7,13 @@ momentum 0.9, weight decay 5e-4 off norms and biases, as configs/optimizer/sgd.y
 random: speed does not depend on the pixels.
 
 Per training precision the models table gives the achieved GFLOP/s (6 x MACs per image x img/s:
-forward, input and weight gradients), the arithmetic intensity AI (those FLOPs over the bytes the
-step must move at the least, ``training.roofline.step_bytes``), the roof min(compute peak, AI x
-memory bandwidth) with the roof that binds, and the achieved share of it. Inference gets its share
-of the forward pass's roof (2 x MACs per image, forward bytes only). The roofs are measured in the
-same run: the best of several matmuls and convolutions, and of several streaming kernels
-(``training.roofline``).
+forward, input and weight gradients), the whole step's arithmetic intensity AI (those FLOPs over
+the bytes the step must move at the least, ``training.roofline.step_bytes``), and the roof: the
+img/s no step could beat, from the least time each layer takes at its own roof (the larger of its
+compute time at the peak and its memory time at the bandwidth, ``training.roofline.layer_bound``),
+with the share of that time spent on memory-bound layers, and the achieved share of the roof.
+Inference gets its share of the forward pass's roof. The roofs are measured in the same run: the
+best of several matmuls and convolutions, and of several streaming kernels (``training.roofline``).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import torch
 from convzoo.models import create_model
 from convzoo.models.complexity import complexity
 from convzoo.training.device import PRECISIONS
-from convzoo.training.roofline import compute_peak, memory_bandwidth, roof, step_bytes
+from convzoo.training.roofline import compute_peak, layer_bound, memory_bandwidth, step_bytes
 from convzoo.training.timing import infer_case, interleave, median, train_case
 
 INPUT = (3, 32, 32)
@@ -70,17 +71,18 @@ def model_rows(names: list[str], opts, precisions: list[str], default: str,
             mark = " = default" if p == default else ""
             intensity = 6 * macs * opts.batch_size / step_bytes(report, opts.batch_size, INPUT,
                                                                 activation_itemsize=_dtype(p).itemsize)
-            achieved = 6 * macs * rates[f"train {p}"]
-            ceiling, bound = roof(peaks[p], bandwidth, intensity)
-            row.update({f"train img/s {p}{mark}": rates[f"train {p}"], f"GFLOP/s {p}": achieved / 1e9,
-                        f"AI {p}": intensity, f"roof GFLOP/s {p}": ceiling / 1e9, f"bound {p}": bound,
-                        f"% of roof {p}": 100 * achieved / ceiling})
+            seconds, memory_share = layer_bound(report, opts.batch_size, peaks[p], bandwidth,
+                                                activation_itemsize=_dtype(p).itemsize)
+            ceiling = opts.batch_size / seconds
+            row.update({f"train img/s {p}{mark}": rates[f"train {p}"], f"GFLOP/s {p}": 6 * macs * rates[f"train {p}"] / 1e9,
+                        f"AI {p}": intensity, f"roof img/s {p}": ceiling, f"memory-bound % {p}": 100 * memory_share,
+                        f"% of roof {p}": 100 * rates[f"train {p}"] / ceiling})
         if default in precisions and "32-true" in precisions and default != "32-true":
             row["default / fp32"] = rates[f"train {default}"] / rates["train 32-true"]
         row[f"infer img/s @{opts.infer_batch_size}"] = rates["infer"]
-        intensity = 2 * macs * opts.infer_batch_size / step_bytes(
-            report, opts.infer_batch_size, INPUT, train=False, activation_itemsize=_dtype(default).itemsize)
-        row["infer % of roof"] = 100 * 2 * macs * rates["infer"] / roof(peaks[default], bandwidth, intensity)[0]
+        seconds, _ = layer_bound(report, opts.infer_batch_size, peaks[default], bandwidth, train=False,
+                                 activation_itemsize=_dtype(default).itemsize)
+        row["infer % of roof"] = 100 * rates["infer"] * seconds / opts.infer_batch_size
         row["latency @1 (ms)"] = 1e3 / rates["latency"]
         rows.append(row)
         print(f"  measured {name}", file=sys.stderr, flush=True)

@@ -8,8 +8,9 @@
 Tables: ``models`` (first the roofs, measured in the same run: the compute peak per precision,
 the best of several matmuls and convolutions, and the memory bandwidth, the best of several
 streaming kernels; then per model params, MACs, training images/s and, per training precision,
-achieved GFLOP/s, arithmetic intensity AI, the roof min(peak, AI x bandwidth), which roof binds
-and the % of it reached; inference images/s and % of its roof; latency), ``data`` (our loaders
+achieved GFLOP/s, arithmetic intensity AI, the roof (the img/s no step can beat: per layer the
+larger of compute time and memory time, summed), the share of that time in memory-bound layers,
+and the % of the roof reached; inference images/s and % of its roof; latency), ``data`` (our loaders
 against torchvision's DataLoader), ``trainer`` (Lightning as train.py runs it against a bare
 loop), ``depthwise`` (what makes MobileNetV2 / ShuffleNetV2 fast here), then ``targets``: the issue's goals with pass/fail.
 It prints numbers and asserts nothing about them.
@@ -122,11 +123,12 @@ def _models_table(opts, precisions: list[str], default: str, tables: dict, resul
             if default == "32-true" else "")
     emit(f"Models: batch {opts.batch_size} training (channels_last, SGD Nesterov), inference at {default}; "
          f"medians of {opts.repeats}", "models",
-         "GFLOP/s = 6 x MACs per trained image x img/s; AI = those FLOPs / the bytes a step must move at the "
-         "least (each activation written and read once forward, re-read once and its gradient written and read "
-         "once backward; 8 x the parameter bytes for weights, gradients and SGD momentum), so roof = "
-         "min(compute peak, AI x bandwidth) is a ceiling, and bound says which term is the smaller. "
-         f"% of roof = GFLOP/s / roof; inference: 2 x MACs per image over the forward pass's bytes.{same}")
+         "GFLOP/s = 6 x MACs per trained image x img/s; AI = those FLOPs / the bytes the whole step must move "
+         "at the least (training.roofline.step_bytes). Roof img/s = batch / the least time of a step: per "
+         "layer the larger of 6 x MACs / compute peak and its bytes / bandwidth (output written forward and its "
+         "gradient read backward, 8 x its parameter bytes for weights, gradients and SGD momentum), summed "
+         "(training.roofline.layer_bound); memory-bound % = the share of that time in layers whose bytes bind. "
+         f"% of roof = img/s / roof img/s; inference likewise for the forward pass.{same}")
     r20 = next((r for r in tables["models"] if r["model"] == "resnet20"), {})
     speed = {p: r20.get(k) for p in precisions for k in r20 if k.startswith(f"train img/s {p}")}
     if speed.get(default):

@@ -13,7 +13,7 @@ from torch import nn
 
 from convzoo.models.complexity import complexity
 from convzoo.training import machine
-from convzoo.training.roofline import compute_peak, memory_bandwidth, roof, step_bytes
+from convzoo.training.roofline import compute_peak, layer_bound, memory_bandwidth, roof, step_bytes
 from convzoo.training.timing import (Case, calibrate, infer_case, interleave, interleave_seconds, measure_inference,
                                      measure_training_and_inference, median, spread, train_case)
 
@@ -97,6 +97,21 @@ def test_depthwise_conv_has_far_lower_intensity_than_a_dense_one():
 
     dense, depthwise = intensity(1), intensity(64)
     assert dense > 50 * depthwise and depthwise < 3  # ~114 against ~1.9 FLOP/byte
+
+
+def test_layer_bound_by_hand():
+    # a dense 3x3 conv then an in-place ReLU, batch 4, fp32: peak 1e9 FLOP/s, bandwidth 1e8 B/s
+    net = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(inplace=True))
+    report = complexity(net, (8, 6, 6))
+    macs, out, params = 6 * 6 * 9 * 8 * 16, 16 * 6 * 6 * 4, 16 * 8 * 9 * 4
+    conv = max(6 * macs * 4 / 1e9, (2 * out * 4 + 8 * params) / 1e8)
+    relu = 2 * out * 4 / 1e8  # no MACs: memory-bound
+    seconds, memory_share = layer_bound(report, 4, 1e9, 1e8)
+    assert seconds == pytest.approx(conv + relu)
+    assert memory_share == pytest.approx(relu / seconds if conv == 6 * macs * 4 / 1e9 else 1.0)
+    # forward only: 2 x MACs, output written once and the parameters read once
+    fwd, _ = layer_bound(report, 4, 1e9, 1e8, train=False)
+    assert fwd == pytest.approx(max(2 * macs * 4 / 1e9, (out * 4 + params) / 1e8) + out * 4 / 1e8)
 
 
 def test_roof_is_the_lower_of_compute_and_memory():

@@ -8,6 +8,12 @@ matmuls and dense 3x3 convolutions (oneDNN often runs a conv faster than a matmu
 over streaming kernels from L2-sized to far beyond L3 (a CIFAR batch's activations often sit in
 L3, and cache-resident traffic counts). ``step_bytes`` is a lower bound on what a step moves, so
 AI is an upper bound and the memory roof too high rather than too low.
+
+A whole-model AI hides that a net is a sequence of kernels, each bound by its own roof: a
+MobileNet's 1x1 convs are compute-bound, its depthwise convs, batch norms and activations
+memory-bound, and the step takes at least the sum. ``layer_bound`` adds up, per layer, the larger
+of its compute time and its memory time: a lower bound on the step's time (so its rate is an
+upper bound, never beaten), and one that judges each layer against the roof that binds it.
 """
 from __future__ import annotations
 
@@ -94,3 +100,26 @@ def roof(peak: float, bandwidth: float, intensity: float) -> tuple[float, str]:
     """(the highest FLOP/s a kernel of ``intensity`` FLOP/byte can reach, "compute" or "memory")."""
     memory = intensity * bandwidth
     return (peak, "compute") if peak <= memory else (memory, "memory")
+
+
+def layer_bound(report: ComplexityReport, batch_size: int, peak: float, bandwidth: float, *,
+                train: bool = True, activation_itemsize: int = 4) -> tuple[float, float]:
+    """(seconds, memory-bound share of them): the least time a step can take, summed over the layers
+    of ``complexity(model)`` (fp32, batch 1) as max(FLOPs / peak, bytes / bandwidth) per layer.
+
+    Per layer, with O its output bytes and P its parameter bytes (per image, O scaled by the batch):
+    FLOPs 2 x MACs forward, 6 x MACs for a training step; bytes, at the least, O written forward
+    (+ P read) and, in training, the output's gradient read backward (+ P read, the gradient written
+    and SGD's 5P): O + P forward, 2 O + 8 P a step. A layer's input is not counted (it is the
+    previous layer's output, counted there), so this is a lower bound on every layer's traffic.
+    MACs outside any leaf module (``other_macs``: residual adds, concatenations) count as compute."""
+    flops_per_mac, act_reads, param_moves = (6, 2, 8) if train else (2, 1, 1)
+    total = memory = 0.0
+    for row in report.rows:
+        compute_s = flops_per_mac * row.macs * batch_size / peak
+        bytes_ = act_reads * row.activation_bytes / 4 * activation_itemsize * batch_size + param_moves * 4 * row.params
+        memory_s = bytes_ / bandwidth
+        total += max(compute_s, memory_s)
+        memory += memory_s if memory_s > compute_s else 0.0
+    total += flops_per_mac * report.other_macs * batch_size / peak
+    return total, (memory / total if total else 0.0)
