@@ -209,6 +209,7 @@ def test_leaderboard_ranks_runs_and_writes_every_format(run, tmp_path):
     assert [r["model"] for r in rows] == ["mobilenet_v2_x0_5", "resnet20"]
     assert rows[1]["run"] == "0_resnet20" and float(rows[1]["eval/acc"]) == pytest.approx(float(rows[1]["test/acc"]))
     assert rows[0]["eval/acc"] == ""  # the fake run has no checkpoint: warned about, still ranked
+    assert rows[0]["setting"] == "" and rows[1]["setting"] == "32-true, channels_last"  # what train.py chose
     assert any("1_mobilenet_v2_x0_5: no checkpoint" in w for w in result["warnings"])
     assert (sweep / "0_resnet20" / "eval.json").is_file()  # evaluated in the copy, not the original
     assert (sweep / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -22,9 +22,22 @@ COLUMNS = [
     ("val/acc_best", "val acc (best)"), ("test/acc", "test acc"), ("eval/acc", "eval acc"),
     ("eval/split", "eval split"), ("epochs", "epochs"), ("fit_seconds", "fit time"),
     ("train/images_per_sec", "train img/s"), ("eval/images_per_sec", "infer img/s"),
-    ("eval/latency_ms", "latency ms (bs 1)"), ("data", "data"), ("run", "run"),
+    ("eval/latency_ms", "latency ms (bs 1)"), ("setting", "trained in"), ("data", "data"), ("run", "run"),
 ]
-TEXT_COLUMNS = ("model", "data", "run", "eval/split")  # left-aligned; the others are numbers
+TEXT_COLUMNS = ("model", "data", "run", "eval/split", "setting")  # left-aligned; the others are numbers
+
+
+def training_setting(metrics: dict) -> str | None:
+    """'32-true, channels_last, compiled': how the run trained (train.py's calibrated choice), where
+    its metrics say so; speeds of runs in different settings are not the same measurement."""
+    if metrics.get("precision") is None:
+        return None
+    parts = [str(metrics["precision"])]
+    if metrics.get("channels_last") is not None:
+        parts.append("channels_last" if metrics["channels_last"] else "contiguous")
+    if metrics.get("compile"):
+        parts.append("compiled")
+    return ", ".join(parts)
 
 
 def read_run(run: Run, root: Path) -> dict:
@@ -38,6 +51,7 @@ def read_run(run: Run, root: Path) -> dict:
         row.update({"eval/acc": number(ev.get("acc")), "eval/split": ev.get("split"),
                     "eval/images_per_sec": number(ev.get("images_per_sec")),
                     "eval/latency_ms": number(ev.get("latency_ms"))})
+    row["setting"] = training_setting(metrics)
     row["run"] = str(run.path.relative_to(root)) if run.path != root else "."
     row["run_dir"] = str(run.path)
     return row
