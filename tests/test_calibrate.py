@@ -28,7 +28,7 @@ def _choose(tmp_path, steps=LONG, **kw):
 def fake_timing(monkeypatch):
     """Fixed rates (images/s) instead of timings; records what was timed."""
     calls = {"eager": [], "compiled": []}
-    rates = {True: 100.0, False: 150.0}  # contiguous wins
+    rates = calls["rates"] = {True: 100.0, False: 150.0}  # contiguous wins
 
     def eager(net, settings, *args, **kw):
         calls["eager"].append(list(settings))
@@ -90,8 +90,14 @@ def test_long_run_measures_compiles_and_caches(fake_timing, tmp_path):
 
 
 def test_compile_kept_only_when_faster(fake_timing, tmp_path):
-    fake_timing["compiled_rate"] = 151.0  # within the 3% margin of eager's 150
+    fake_timing["compiled_rate"] = 156.0  # within the 5% margin of eager's 150
     assert _choose(tmp_path).setting == Setting("32-true", False, False)
+
+
+def test_a_win_within_the_noise_keeps_the_usual_setting(fake_timing, tmp_path):
+    fake_timing["rates"][False] = 104.0  # contiguous 4% ahead of channels_last: not a measured win
+    fake_timing["compiled_rate"] = 100.0
+    assert _choose(tmp_path).setting == Setting("32-true", True, False)
 
 
 def test_compile_not_tried_for_a_run_under_the_minimum(fake_timing, tmp_path):

@@ -6,8 +6,11 @@ torch.compile fuses batch norm and activations (eff_shuffle trained 1.5x faster 
 2-core EPYC) but slows others and costs 10-90 s to compile (docs/profile.md, docs/speed.md). So
 ``trainer.precision=auto``, ``module.channels_last=auto`` and ``module.compile=auto`` are settled
 by measurement: a few training steps of each candidate on random data shaped like the run's
-batches, timed round-robin (``timing.interleave``), the fastest kept. torch.compile is tried only
-in the fastest eager setting and only when the run is long enough to pay its compile time back.
+batches, timed round-robin (``timing.interleave``, 5 repeats of at least a second), the fastest
+kept if it beats the usual setting (channels_last, eager) by ``margin`` (5%: the same setting timed
+twice on a shared 2-core VM differs by a few percent, docs/defaults.md). torch.compile is tried only
+in the fastest eager setting and only when the run is long enough to pay its compile time back,
+and kept only when it is ``margin`` faster and saves more than twice its compile time.
 
 A choice is cached per model config, input shape, batch size, machine and torch version in one
 JSON file (``calibration.cache``, under ``~/.cache/convzoo`` unless told), so later runs and resumed
@@ -145,8 +148,8 @@ def write_cache(path: Path, key: str, record: dict) -> None:
 
 
 def time_settings(net: nn.Module, settings: list[Setting], batch_size: int, input_shape, num_classes: int,
-                  device: torch.device, repeats: int = 3, warmup: int = 2,
-                  min_seconds: float = 0.5) -> dict[Setting, float]:
+                  device: torch.device, repeats: int = 5, warmup: int = 2,
+                  min_seconds: float = 1.0) -> dict[Setting, float]:
     """Training images/s of each setting (median of ``repeats`` timings of at least ``min_seconds``
     each, round-robin), each on
     its own copy of ``net``; the caller's net and RNG state are left as they were."""
@@ -158,8 +161,8 @@ def time_settings(net: nn.Module, settings: list[Setting], batch_size: int, inpu
 
 
 def time_compiled(net: nn.Module, setting: Setting, batch_size: int, input_shape, num_classes: int,
-                  device: torch.device, repeats: int = 3, warmup: int = 2,
-                  min_seconds: float = 0.5) -> tuple[float, float]:
+                  device: torch.device, repeats: int = 5, warmup: int = 2,
+                  min_seconds: float = 1.0) -> tuple[float, float]:
     """(compile seconds, images/s) of ``net`` compiled in ``setting``: the first step's time less a
     later step's is the compile time (inductor's cache makes the run's own compile cheaper)."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -174,7 +177,7 @@ def time_compiled(net: nn.Module, setting: Setting, batch_size: int, input_shape
 
 def choose(net: nn.Module, model_cfg: dict, *, precision, channels_last, compile_, batch_size: int,
            input_shape, num_classes: int, planned_steps: int, device: torch.device, cache: Path | None = None,
-           min_steps: int = 1000, compile_min_minutes: float = 15.0, compile_margin: float = 1.03,
+           min_steps: int = 1000, compile_min_minutes: float = 15.0, margin: float = 1.05,
            enabled: bool = True) -> Choice:
     """The setting a run of ``planned_steps`` steps trains with; see the module docstring. The cache
     keeps measurements, not decisions: a short and a long run of the same model share the eager
@@ -205,6 +208,9 @@ def choose(net: nn.Module, model_cfg: dict, *, precision, channels_last, compile
         return Choice(fallback, f"default: {why}")
 
     best = max(candidates, key=lambda s: known[s.label()])
+    usual = Setting(fallback.precision, fallback.channels_last)
+    if usual in candidates and known[best.label()] < margin * known[usual.label()]:
+        best = usual  # within the noise of a few steps: keep the setting every other run uses
     eager_rate = known[best.label()]
     compiled = Setting(best.precision, best.channels_last, True)
     run_minutes = planned_steps * batch_size / eager_rate / 60
@@ -217,7 +223,7 @@ def choose(net: nn.Module, model_cfg: dict, *, precision, channels_last, compile
         rate = choice.rates[compiled.label()] = known[compiled.label()]
         saved = planned_steps * batch_size * (1 / eager_rate - 1 / rate)
         # A run compiles a training graph and an evaluation graph: count the compile time twice.
-        if rate >= compile_margin * eager_rate and saved > 2 * (choice.compile_seconds or 0.0):
+        if rate >= margin * eager_rate and saved > 2 * (choice.compile_seconds or 0.0):
             choice.setting = compiled
         choice.note = (f"compiled {rate / eager_rate:.2f}x eager, {saved / 60:.1f} min saved over a "
                        f"{run_minutes:.0f} min run for {choice.compile_seconds or 0:.0f} s of compiling")
