@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import torch  # noqa: E402
 
+from benchmarks._args import parse, run_options, zoo_names  # noqa: E402
 from benchmarks.peers import build, calibrated  # noqa: E402
-from convzoo.models import list_models  # noqa: E402
 from convzoo.training.calibrate import eager_candidates  # noqa: E402
 from convzoo.training.device import canonical_precision  # noqa: E402
 from convzoo.training.machine import machine_rows  # noqa: E402
@@ -57,25 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the run the calibration chooses for (30 epochs of the 45,000-image training split)")
     p.add_argument("--compile", choices=("off", "auto"), default="off", help="module.compile for the calibration")
     p.add_argument("--cache", default=None, help="calibration cache to read and extend (default: a fresh temporary one)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--quick", action="store_true", help="smoke test: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
-    p.add_argument("--out", default=None, help="also write the markdown to this file")
-    opts = p.parse_args(argv)
-    if opts.quick:
-        for key, value in QUICK.items():
-            setattr(opts, key, value)
-    for key in ("repeats", "batch_size", "warmup"):
-        if getattr(opts, key) < 1:
-            p.error(f"--{key.replace('_', '-')} should be >= 1, got {getattr(opts, key)}")
-    names = []
-    for part in (s.strip() for s in opts.models.split(",") if s.strip()):
-        found = list_models(part)
-        if not found:
-            p.error(f"--models: no zoo model matches {part!r}; known: {', '.join(list_models())}")
-        names += [n for n in found if n not in names]
-    opts.models = names
-    opts.device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available()
-                               else "cpu" if opts.device == "auto" else opts.device)
+    run_options(p, QUICK)
+    opts = parse(p, argv, QUICK)
+    opts.models = zoo_names(p, opts.models)
     return opts
 
 

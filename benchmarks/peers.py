@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import torch  # noqa: E402
 
+from benchmarks._args import parse, run_options, zoo_names  # noqa: E402
 from benchmarks._peers import PEERS  # noqa: E402
 from convzoo.models.complexity import complexity  # noqa: E402
 from convzoo.training.calibrate import choose, eager_candidates  # noqa: E402
@@ -72,29 +73,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache", default=None, help="calibration cache to read and extend (default: a fresh temporary one)")
     p.add_argument("--peer-models", default=",".join(PEERS), help=f"comma-separated, from {', '.join(PEERS)}")
     p.add_argument("--eff-models", default="eff_*", help="comma-separated names or patterns of the efficiency study")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--quick", action="store_true", help="smoke test: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
-    p.add_argument("--out", default=None, help="also write the markdown to this file")
-    opts = p.parse_args(argv)
-    if opts.quick:
-        for key, value in QUICK.items():
-            setattr(opts, key, value)
-    for key in ("repeats", "batch_size", "warmup"):
-        if getattr(opts, key) < 1:
-            p.error(f"--{key.replace('_', '-')} should be >= 1, got {getattr(opts, key)}")
+    run_options(p, QUICK)
+    opts = parse(p, argv, QUICK)
     opts.peer_models = [m.strip() for m in opts.peer_models.split(",") if m.strip()]
     unknown = sorted(set(opts.peer_models) - set(PEERS))
     if unknown:
         p.error(f"--peer-models: no peer for {', '.join(unknown)}; choose from {', '.join(PEERS)}")
-    from convzoo.models import list_models
-
-    names = [n for part in opts.eff_models.split(",") if part.strip() for n in list_models(part.strip())]
-    opts.eff_models = list(dict.fromkeys(names))
+    opts.eff_models = zoo_names(p, opts.eff_models, "--eff-models") if opts.eff_models else []
     missing = sorted({a for t in EFF_TARGETS for a in t[:2]} - set(opts.eff_models))
     if opts.eff_models and missing:
         p.error(f"--eff-models: the targets need {', '.join(missing)} too")
-    opts.device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available()
-                               else "cpu" if opts.device == "auto" else opts.device)
     return opts
 
 
