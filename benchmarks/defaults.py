@@ -20,7 +20,6 @@ numbers and asserts nothing.
 from __future__ import annotations
 
 import argparse
-import copy
 import shlex
 import sys
 import tempfile
@@ -29,15 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-import torch  # noqa: E402
-
 from benchmarks._args import parse, run_options, zoo_names  # noqa: E402
-from benchmarks.peers import build, calibrated  # noqa: E402
-from convzoo.training.calibrate import eager_candidates  # noqa: E402
+from benchmarks.peers import beside_every_setting, build  # noqa: E402
 from convzoo.training.device import canonical_precision  # noqa: E402
 from convzoo.training.machine import machine_rows  # noqa: E402
 from convzoo.training.tables import records_table  # noqa: E402
-from convzoo.training.timing import as_train_py, interleave, median, train_case  # noqa: E402
+from convzoo.training.timing import as_train_py, median  # noqa: E402
 
 TARGET = 0.97
 QUICK = dict(repeats=1, min_seconds=0.0, warmup=1, batch_size=8, planned_steps=0)
@@ -65,14 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def model_rows(name: str, opts, cache: Path) -> dict:
     """One row: the default setting and its rate, every eager setting's rate, default / best."""
-    net, _ = build(name)
-    settings = eager_candidates("auto", "auto", opts.device)
-    cases = {s.label(): train_case(copy.deepcopy(net), opts.batch_size, s.precision, opts.device,
-                                   channels_last=s.channels_last) for s in settings}
-    cases["default"], label, _ = calibrated(name, opts, cache)
-    rates = {k: median(v) for k, v in interleave(cases, opts.repeats, opts.min_seconds, opts.device,
-                                                   opts.warmup).items()}
-    best = max((s.label() for s in settings), key=rates.get)
+    settings, rates, label, _, best = beside_every_setting(build(name)[0], name, opts, cache)
+    rates["default"] = rates.pop("ours")
     chosen = label.split(" (")[0]  # the setting's label, without the compile seconds
     row = {"model": name, "default setting": label, "default img/s": rates["default"]}
     row.update({f"{s.label()} img/s": rates[s.label()] for s in settings})

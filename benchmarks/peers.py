@@ -130,19 +130,24 @@ def calibrated(name: str, opts, cache: Path):
     return case, label, {"model": name, "setting": label, "calibration": choice.describe()}
 
 
-def peer_rows(name: str, opts, cache: Path) -> tuple[list[dict], dict, float]:
-    """Our ``name`` and every setting of its peer, timed in one interleave call; (rows, the
-    calibration row, ours / the peer's best)."""
-    peer, peer_label = PEERS[name]
-    torch.manual_seed(0)
-    net = peer()
+def beside_every_setting(net, name: str, opts, cache: Path):
+    """``net`` in every eager setting and our ``name`` in its calibrated one (key ``"ours"``), timed
+    in one interleave call: (settings, rates by label, our label, calibration row, best label)."""
     settings = eager_candidates("auto", "auto", opts.device)
     cases = {s.label(): train_case(copy.deepcopy(net), opts.batch_size, s.precision, opts.device,
                                    channels_last=s.channels_last) for s in settings}
     cases["ours"], ours_label, calibration = calibrated(name, opts, cache)
     rates = {k: median(v) for k, v in interleave(cases, opts.repeats, opts.min_seconds, opts.device,
                                                    opts.warmup).items()}
-    best = max((s.label() for s in settings), key=rates.get)
+    return settings, rates, ours_label, calibration, max((s.label() for s in settings), key=rates.get)
+
+
+def peer_rows(name: str, opts, cache: Path) -> tuple[list[dict], dict, float]:
+    """Our ``name`` and every setting of its peer, timed in one interleave call; (rows, the
+    calibration row, ours / the peer's best)."""
+    peer, peer_label = PEERS[name]
+    torch.manual_seed(0)
+    settings, rates, ours_label, calibration, best = beside_every_setting(peer(), name, opts, cache)
     rows = [{"model": name, "implementation": "convzoo", "setting": ours_label, "train img/s": rates["ours"],
              "vs peer best": rates["ours"] / rates[best]}]
     rows += [{"model": name, "implementation": peer_label, "setting": s.label() + (" (best)" if s.label() == best else ""),
