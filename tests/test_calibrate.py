@@ -133,3 +133,20 @@ def test_train_records_the_choice(compose_train, tiny, tmp_path):
     assert record["source"].startswith("default: run of 4 steps")  # 4 steps: nothing timed
     assert record["setting"] == {"precision": cfg.trainer.precision, "channels_last": True, "compile": False}
     assert metrics["channels_last"] is True and metrics["compile"] is False
+
+
+def test_planned_steps_from_the_trainer_limits(compose_train, tiny):
+    from convzoo.training.train import planned_steps
+
+    class Data:  # 10 training batches an epoch
+        def train_dataloader(self):
+            return range(10)
+
+    def steps(*overrides):
+        return planned_steps(compose_train(*tiny, *overrides), Data())
+
+    assert steps("trainer.max_epochs=3") == 30
+    assert steps("trainer.max_epochs=3", "+trainer.limit_train_batches=0.5") == 15
+    assert steps("trainer.max_epochs=3", "+trainer.max_steps=7") == 7
+    assert steps("trainer.max_epochs=-1", "+trainer.max_steps=500") == 500  # bounded by max_steps alone
+    assert steps("+trainer.fast_dev_run=2") == 2

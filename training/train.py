@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -113,8 +114,10 @@ def planned_steps(cfg: DictConfig, datamodule) -> int:
     limit = trainer.get("limit_train_batches")
     if limit is not None:
         batches = min(batches, int(limit) if isinstance(limit, int) else int(batches * float(limit)))
-    steps = (trainer.get("max_epochs") or 1) * batches // max(1, trainer.get("accumulate_grad_batches") or 1)
-    max_steps = trainer.get("max_steps") or -1
+    epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps") or -1
+    if epochs is None or epochs < 0:  # bounded by max_steps alone (validate_config saw to that)
+        return max(max_steps, 0)
+    steps = epochs * batches // max(1, trainer.get("accumulate_grad_batches") or 1)
     return min(steps, max_steps) if max_steps > 0 else steps
 
 
@@ -122,8 +125,11 @@ def choose_setting(cfg: DictConfig, net, model_cfg: dict, datamodule, options: d
     """Precision, memory format and torch.compile for this run (``training/calibrate.py``): what the
     config fixes, and for each ``auto`` the fastest measured here (or cached, or the default for a
     run too short to calibrate). A task without a ``channels_last`` / ``compile`` option trains
-    contiguous and uncompiled. Logged, and written to the run folder's calibration.json."""
+    contiguous and uncompiled. Logged, and written to the run folder's calibration.json. A
+    distributed run measures nothing (its processes would time each other, and might choose
+    differently): it takes a cached choice or the defaults."""
     calib = cfg.get("calibration") or {}
+    distributed = "ddp" in str(cfg.trainer.get("strategy", "")) or int(os.environ.get("WORLD_SIZE", "1")) > 1
     on_gpu = str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     device = torch.device("cuda" if on_gpu else "cpu")
     choice = choose(net, model_cfg, precision=cfg.trainer.get("precision", "auto"),
@@ -131,7 +137,8 @@ def choose_setting(cfg: DictConfig, net, model_cfg: dict, datamodule, options: d
                     batch_size=int(cfg.data.batch_size), input_shape=(datamodule.in_chans, *datamodule.image_size),
                     num_classes=getattr(datamodule, "num_classes", 10), planned_steps=planned_steps(cfg, datamodule),
                     device=device, cache=calib.get("cache"), min_steps=calib.get("min_steps", 1000),
-                    compile_min_minutes=calib.get("compile_min_minutes", 15.0), enabled=calib.get("enabled", True))
+                    compile_min_minutes=calib.get("compile_min_minutes", 15.0),
+                    enabled=calib.get("enabled", True) and not distributed)
     log.info(choice.describe())
     (out / "calibration.json").write_text(json.dumps(choice.to_dict(), indent=2))
     return choice.setting
