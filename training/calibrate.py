@@ -2,8 +2,9 @@
 
 No single setting is fastest for every model: on a CPU without native bf16, bf16 autocast is
 9-14x slower than fp32; channels_last wins for some depthwise nets and loses for others;
-torch.compile fuses batch norm and activations (eff_shuffle trained 1.5x faster compiled on a
-2-core EPYC) but slows others and costs 10-90 s to compile (docs/profile.md, docs/speed.md). So
+torch.compile fuses batch norm and activations, which pays for some nets on some runs (eff_shuffle
+1.07x on a 2-core EPYC, resnet20 1.12x) and slows others (eff_separable 0.85x), and costs up to
+90 s to compile on 2 cores (docs/profile.md, docs/peers.md). So
 ``trainer.precision=auto``, ``module.channels_last=auto`` and ``module.compile=auto`` are settled
 by measurement: a few training steps of each candidate on random data shaped like the run's
 batches, timed round-robin (``timing.interleave``, 5 repeats of at least a second), the fastest
@@ -12,7 +13,7 @@ twice on a shared 2-core VM differs by a few percent, docs/defaults.md). torch.c
 in the fastest eager setting and only when the run is long enough to pay its compile time back,
 and kept only when it is ``margin`` faster and saves more than twice its compile time.
 
-A choice is cached per model config, input shape, batch size, machine and torch version in one
+The measurements are cached per model config, input shape, batch size, machine and torch version in one
 JSON file (``calibration.cache``, under ``~/.cache/convzoo`` unless told), so later runs and resumed
 runs reuse it at no cost. A run too short to repay a calibration (tests, ``fast_dev_run``) and
 finding nothing cached takes the static defaults: channels_last, bf16 only where the hardware
