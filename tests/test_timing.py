@@ -13,7 +13,7 @@ from torch import nn
 
 from convzoo.models.complexity import complexity
 from convzoo.training import machine
-from convzoo.training.roofline import compute_peak, layer_bound, memory_bandwidth, roof, step_bytes
+from convzoo.training.roofline import compute_peak, layer_bound, memory_bandwidth, step_bytes
 from convzoo.training.timing import (Case, calibrate, infer_case, interleave, interleave_seconds, measure_inference,
                                      measure_training_and_inference, median, spread, train_case)
 
@@ -112,11 +112,6 @@ def test_layer_bound_by_hand():
     # forward only: 2 x MACs, output written once and the parameters read once
     fwd, _ = layer_bound(report, 4, 1e9, 1e8, train=False)
     assert fwd == pytest.approx(max(2 * macs * 4 / 1e9, (out * 4 + params) / 1e8) + out * 4 / 1e8)
-
-
-def test_roof_is_the_lower_of_compute_and_memory():
-    assert roof(100.0, 10.0, 2.0) == (20.0, "memory")
-    assert roof(100.0, 10.0, 50.0) == (100.0, "compute")
 
 
 def test_machine_reads_cpuinfo(tmp_path, monkeypatch):

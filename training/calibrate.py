@@ -25,7 +25,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from convzoo.data.folder import default_cache_dir
+from .checkpoint_io import temp_path
 from .device import PRECISIONS, canonical_precision
 from .machine import cpu_name, has_native_bf16
 from .timing import interleave, median, run_steps, train_case
@@ -121,8 +122,8 @@ def cache_key(model_cfg: dict, input_shape, batch_size: int, device: torch.devic
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("CONVZOO_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "convzoo"
-    return Path(root) / "calibration.json"
+    """Beside the decoded data sets: $CONVZOO_CACHE_DIR, else ~/.cache/convzoo."""
+    return Path(default_cache_dir()) / "calibration.json"
 
 
 def read_cache(path: Path) -> dict:
@@ -141,7 +142,7 @@ def write_cache(path: Path, key: str, record: dict) -> None:
     data[key] = record
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp = temp_path(path)
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         tmp.replace(path)
     except OSError as err:  # a read-only home: the run goes on, uncached

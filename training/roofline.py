@@ -96,12 +96,6 @@ def step_bytes(report: ComplexityReport, batch_size: int, input_size=(3, 32, 32)
     return 2 * x + 5 * a + 8 * p if train else x + 2 * a + p
 
 
-def roof(peak: float, bandwidth: float, intensity: float) -> tuple[float, str]:
-    """(the highest FLOP/s a kernel of ``intensity`` FLOP/byte can reach, "compute" or "memory")."""
-    memory = intensity * bandwidth
-    return (peak, "compute") if peak <= memory else (memory, "memory")
-
-
 def layer_bound(report: ComplexityReport, batch_size: int, peak: float, bandwidth: float, *,
                 train: bool = True, activation_itemsize: int = 4) -> tuple[float, float]:
     """(seconds, memory-bound share of them): the least time a step can take, summed over the layers
