@@ -67,7 +67,7 @@ def compose(opts, precision: str, out_dir: str):
         f"trainer.accelerator={'gpu' if opts.device.type == 'cuda' else 'cpu'}",
         "++trainer.enable_progress_bar=false", "++trainer.enable_checkpointing=false",
         "++trainer.limit_val_batches=0", "++trainer.num_sanity_val_steps=0", "test=false",
-        "callbacks.progress_bar=null", "callbacks.model_checkpoint=null",
+        "callbacks.progress_bar=null", "callbacks.model_checkpoint=null", "callbacks.last_checkpoint=null",
         "++callbacks.clock._target_=benchmarks._trainer.StepClock", f"++callbacks.clock.warmup={opts.trainer_warmup}",
         f"++callbacks.clock.steps={opts.trainer_steps}", f"++callbacks.clock.out={out_dir}/clock.json",
     ]

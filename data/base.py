@@ -111,6 +111,7 @@ class ImageDataModule(L.LightningDataModule):
         self.image_size: tuple[int, int] | None = None
         self.num_train: int | None = None
         self.num_val: int | None = None
+        self.num_test: int | None = None
         self.has_test = False
         self._train: Split | None = None
         self._val: Split | None = None
@@ -152,6 +153,7 @@ class ImageDataModule(L.LightningDataModule):
             self.num_train, self.num_val = self._train[0].shape[0], self._val[0].shape[0]
         if stage in (None, "test") and self.has_test and self._test is None:
             self._test = self._load_test()
+            self.num_test = self._test[0].shape[0]
 
     def train_dataloader(self):
         self.setup("fit")

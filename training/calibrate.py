@@ -180,10 +180,12 @@ def time_compiled(net: nn.Module, setting: Setting, batch_size: int, input_shape
 def choose(net: nn.Module, model_cfg: dict, *, precision, channels_last, compile_, batch_size: int,
            input_shape, num_classes: int, planned_steps: int, device: torch.device, cache: Path | None = None,
            min_steps: int = 1000, compile_min_minutes: float = 15.0, margin: float = 1.05,
-           enabled: bool = True) -> Choice:
+           enabled: bool = True, planned_seconds: float | None = None, min_seconds: float = 120.0) -> Choice:
     """The setting a run of ``planned_steps`` steps trains with; see the module docstring. The cache
     keeps measurements, not decisions: a short and a long run of the same model share the eager
-    timings, and each decides for itself whether compiling pays."""
+    timings, and each decides for itself whether compiling pays. A run sized in time (a time budget)
+    gives ``planned_seconds`` instead: it is calibrated when it lasts ``min_seconds`` or more, and its
+    steps are what the fastest eager setting does in that time."""
     _flag(compile_, "module.compile")
     fallback = default_setting(precision, channels_last, compile_, device)
     candidates = eager_candidates(precision, channels_last, device)
@@ -197,7 +199,8 @@ def choose(net: nn.Module, model_cfg: dict, *, precision, channels_last, compile
     key = cache_key(model_cfg, input_shape, batch_size, device, [s.label() for s in candidates])
     record = read_cache(cache).get(key) or {}
     known = record.get("rates") if isinstance(record.get("rates"), dict) else {}
-    may_measure = enabled and planned_steps >= min_steps
+    long_enough = planned_steps >= min_steps if planned_seconds is None else planned_seconds >= min_seconds
+    may_measure = enabled and long_enough
     start, measured = time.perf_counter(), False
     if all(s.label() in known for s in candidates):
         source = "cached"
@@ -206,7 +209,8 @@ def choose(net: nn.Module, model_cfg: dict, *, precision, channels_last, compile
                                                               num_classes, device).items()})
         source, measured = "measured", True
     else:
-        why = "calibration off" if not enabled else f"run of {planned_steps} steps < calibration.min_steps={min_steps}"
+        why = ("calibration off" if not enabled else f"run of {planned_steps} steps < calibration.min_steps={min_steps}"
+               if planned_seconds is None else f"run of {planned_seconds:.0f} s < calibration.min_seconds={min_seconds:g}")
         return Choice(fallback, f"default: {why}")
 
     best = max(candidates, key=lambda s: known[s.label()])
@@ -214,6 +218,8 @@ def choose(net: nn.Module, model_cfg: dict, *, precision, channels_last, compile
     if usual in candidates and known[best.label()] < margin * known[usual.label()]:
         best = usual  # within the noise of a few steps: keep the setting every other run uses
     eager_rate = known[best.label()]
+    if planned_seconds is not None:
+        planned_steps = int(planned_seconds * eager_rate / batch_size)
     compiled = Setting(best.precision, best.channels_last, True)
     run_minutes = planned_steps * batch_size / eager_rate / 60
     choice = Choice(best, source, {s.label(): known[s.label()] for s in candidates}, record.get("compile_seconds"))

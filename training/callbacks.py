@@ -25,6 +25,8 @@ class ThroughputMonitor(L.Callback):
         self._images += len(batch[1])
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if getattr(self, "_start", None) is None:  # resumed at an epoch's end: nothing timed
+            return
         seconds = time.perf_counter() - self._start
         pl_module.log("train/epoch_seconds", seconds)
         pl_module.log("train/images_per_sec", self._images * trainer.world_size / seconds, prog_bar=True)

@@ -2,6 +2,7 @@
 model, and a checkpoint to resume from. Each error names the key, the bad value and what is valid."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import hydra
@@ -9,7 +10,9 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from convzoo.models.complexity import flop_counter_macs
 from convzoo.models.serialization import load_checkpoint
+from .budget import parse_budget, steps_for_flops
 
 
 def _is_number(value) -> bool:
@@ -37,7 +40,7 @@ def validate_config(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes",
         raise ValueError(f"trainer.max_epochs should be >= 0 (or -1 for no limit), got {epochs!r}")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or (steps < 1 and steps != -1)):
         raise ValueError(f"trainer.max_steps should be >= 1 (or -1 for no limit), got {steps!r}")
-    if epochs == -1 and steps in (None, -1) and cfg.get("scheduler") is not None:
+    if epochs == -1 and steps in (None, -1) and cfg.get("scheduler") is not None and cfg.get("budget") is None:
         name = str(cfg.scheduler.get("_target_", "?")).rsplit(".", 1)[-1]
         raise ValueError(f"scheduler {name} needs the run's length, but trainer.max_epochs=-1 with no "
                          f"trainer.max_steps is an unbounded run; set trainer.max_epochs >= 1 or trainer.max_steps >= 1")
@@ -49,6 +52,7 @@ def validate_config(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes",
     calibration = cfg.get("calibration") or {}
     _check("calibration.min_steps", calibration.get("min_steps"), lambda v: v >= 0, ">= 0")
     _check("calibration.compile_min_minutes", calibration.get("compile_min_minutes"), lambda v: v >= 0, ">= 0")
+    check_budget(cfg, net_args)
     model = cfg.model
     _check("model.width_mult", model.get("width_mult"), lambda v: v > 0, "> 0")
     head = model.get("head") or {}
@@ -56,14 +60,45 @@ def validate_config(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes",
     check_model_spec(cfg, net_args)
 
 
-def check_model_spec(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes", "in_chans")) -> None:
-    """Build the model on the meta device (no memory, no data): an unknown block, mismatched
-    channels or a bad block argument fails now, naming the stage and block, not after the data is read.
-    ``net_args``: what the task builds the net with from the data (the task's ``NET_ARGS``)."""
+def check_budget(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes", "in_chans"),
+                 overrides: list[str] | None = None) -> None:
+    """``budget``: well formed and more than zero; a FLOP budget pays for at least one optimizer step
+    (MACs counted on the meta device at the data config's image size, 32x32 unless it says); a
+    ``trainer.max_epochs`` given on the command line beside a budget is ignored, with a warning."""
+    budget = parse_budget(cfg.get("budget"))
+    if budget is None:
+        return
+    if "trainer.max_epochs" in _command_line_keys(overrides):
+        warnings.warn(f"budget={budget.text} sets the run's length: trainer.max_epochs="
+                      f"{cfg.trainer.get('max_epochs')} is ignored (drop budget to train by epochs)", stacklevel=2)
+    if budget.kind != "flop":
+        return
+    model_cfg = _model_cfg_for(cfg, net_args)
+    size = cfg.data.get("image_size") or 32
+    size = tuple(size) if not isinstance(size, int) else (size, size)
+    try:
+        with torch.device("meta"):
+            macs = flop_counter_macs(hydra.utils.instantiate(model_cfg),
+                                     (cfg.data.get("in_chans") or 3, *size), device="meta")
+    except Exception:
+        return  # the model's own checks report a bad spec; train() checks the budget again with the data
+    accumulate = max(1, int(cfg.trainer.get("accumulate_grad_batches") or 1))
+    steps_for_flops(budget, macs, int(cfg.data.get("batch_size") or 1) * accumulate, str(cfg.model.get("name")))
+
+
+def _model_cfg_for(cfg: DictConfig, net_args) -> dict:
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     for key in net_args:  # what train() will pass, where the data config says it
         if isinstance(model_cfg, dict) and cfg.data.get(key) is not None:
             model_cfg[key] = cfg.data.get(key)
+    return model_cfg
+
+
+def check_model_spec(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes", "in_chans")) -> None:
+    """Build the model on the meta device (no memory, no data): an unknown block, mismatched
+    channels or a bad block argument fails now, naming the stage and block, not after the data is read.
+    ``net_args``: what the task builds the net with from the data (the task's ``NET_ARGS``)."""
+    model_cfg = _model_cfg_for(cfg, net_args)
     try:
         with torch.device("meta"):
             hydra.utils.instantiate(model_cfg)

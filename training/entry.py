@@ -7,7 +7,10 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from .budget import mark_launch
 from .cli import run_or_exit
+
+mark_launch()  # a budget counts from here: the command's start-up is part of its time
 
 CONFIGS = "pkg://convzoo.configs"
 

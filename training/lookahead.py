@@ -1,8 +1,10 @@
 """Lookahead-style weight averaging, as airbench does it (Jordan 2024; Zhang et al. 2019, Lookahead).
 
-Every ``every`` optimizer steps from epoch ``start_epoch`` on, the slow copy moves towards the
+Every ``every`` optimizer steps from epoch ``start_epoch`` on (or from ``start_fraction`` of the
+run's steps: a budgeted run's epoch count depends on the machine), the slow copy moves towards the
 network, ``slow <- decay * slow + (1 - decay) * fast``, and the network is set back to it
-(``fast <- slow``); at each epoch end the network takes the slow weights. The decay grows over
+(``fast <- slow``); before each validation and at each epoch end the network takes the slow
+weights, so what is validated and checkpointed is the average. The decay grows over
 the run, ``decay = base_decay * (step / total_steps) ** power``: early on the copy follows the
 network, at the end it averages strongly (a cheap stand-in for an EMA with a decaying lr).
 Floating-point state (weights and BatchNorm statistics) is averaged; counters are left alone.
@@ -14,7 +16,11 @@ import torch
 
 
 class Lookahead(L.Callback):
-    def __init__(self, every: int = 5, start_epoch: int = 3, base_decay: float = 0.95 ** 5, power: float = 3.0):
+    def __init__(self, every: int = 5, start_epoch: int = 3, base_decay: float = 0.95 ** 5, power: float = 3.0,
+                 start_fraction: float | None = None):
+        if start_fraction is not None and not 0.0 <= start_fraction < 1.0:
+            raise ValueError(f"start_fraction should be in [0, 1), got {start_fraction}")
+        self.start_fraction = start_fraction
         if every < 1:
             raise ValueError(f"every should be an integer >= 1, got {every}")
         if start_epoch < 0:
@@ -39,7 +45,11 @@ class Lookahead(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if trainer.current_epoch < self.start_epoch or step % self.every:
+        if self.start_fraction is not None:
+            early = step < self.start_fraction * trainer.estimated_stepping_batches
+        else:
+            early = trainer.current_epoch < self.start_epoch
+        if early or step % self.every:
             return
         if self.slow is None:
             self.slow = {k: v.detach().clone() for k, v in self._state(pl_module).items()}
@@ -50,6 +60,12 @@ class Lookahead(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.slow is not None:
             self._update(pl_module, 1.0)  # the network ends each epoch at the slow weights
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        # Lightning validates before the epoch-end hooks (and at a budget's last step inside an
+        # epoch): validate, and checkpoint as best, the averaged weights.
+        if self.slow is not None and not trainer.sanity_checking:
+            self._update(pl_module, 1.0)
 
     def state_dict(self) -> dict:
         return {"slow": self.slow}

@@ -13,11 +13,17 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 
-def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
-    """Warm-up length in steps; in a run too short for it (a smoke run of one epoch), at most half
-    the run, with a warning, so the schedule still decays."""
+def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int,
+                  warmup_fraction: float | None = None) -> int:
+    """Warm-up length in steps: ``warmup_fraction`` of the run when given (a budgeted run's epoch
+    count depends on the machine, its fraction does not), else ``warmup_epochs``. In a run too short
+    for it (a smoke run of one epoch), at most half the run, with a warning, so the schedule still decays."""
     if warmup_epochs < 0:
         raise ValueError(f"warmup_epochs should be >= 0, got {warmup_epochs}")
+    if warmup_fraction is not None:
+        if not 0.0 <= warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction should be in [0, 1), got {warmup_fraction}")
+        return int(round(warmup_fraction * total_steps))
     warmup = int(round(warmup_epochs * steps_per_epoch))
     if warmup >= total_steps:
         warnings.warn(f"warm-up of {warmup} steps does not fit in a run of {total_steps} steps; "
@@ -27,10 +33,11 @@ def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int) 
 
 
 def cosine(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
-           min_lr_ratio: float = 0.0) -> LRScheduler:
-    """Linear warm-up from 0 over ``warmup_epochs``, then half a cosine down to
-    ``min_lr_ratio * lr`` (Loshchilov & Hutter 2017, SGDR without restarts; Goyal et al. 2017 warm-up)."""
-    warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
+           min_lr_ratio: float = 0.0, warmup_fraction: float | None = None) -> LRScheduler:
+    """Linear warm-up from 0 over ``warmup_epochs`` (or ``warmup_fraction`` of the run), then half a
+    cosine down to ``min_lr_ratio * lr`` (Loshchilov & Hutter 2017, SGDR without restarts; Goyal et
+    al. 2017 warm-up)."""
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps, warmup_fraction)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -42,10 +49,11 @@ def cosine(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, warm
 
 
 def linear(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
-           min_lr_ratio: float = 0.0, start_lr_ratio: float = 0.0) -> LRScheduler:
-    """Linear warm-up from ``start_lr_ratio * lr``, then linear decay to ``min_lr_ratio * lr``
-    (airbench's triangle: 0.2 -> 1 -> 0.07)."""
-    warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
+           min_lr_ratio: float = 0.0, start_lr_ratio: float = 0.0,
+           warmup_fraction: float | None = None) -> LRScheduler:
+    """Linear warm-up from ``start_lr_ratio * lr`` over ``warmup_epochs`` (or ``warmup_fraction`` of
+    the run), then linear decay to ``min_lr_ratio * lr`` (airbench's triangle: 0.2 -> 1 -> 0.07)."""
+    warmup = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps, warmup_fraction)
     if not 0.0 <= start_lr_ratio <= 1.0:
         raise ValueError(f"start_lr_ratio should be in [0, 1], got {start_lr_ratio}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from typing import Any, Callable
 
 import lightning as L
@@ -125,6 +126,28 @@ class TaskModule(L.LightningModule):
         if not math.isfinite(total):
             raise ValueError("the learning-rate schedule needs a bounded run: set trainer.max_epochs "
                              "or trainer.max_steps")
-        per_epoch = max(1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches))
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(total), steps_per_epoch=per_epoch)
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(total), steps_per_epoch=self._steps_per_epoch())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _steps_per_epoch(self) -> int:
+        if not math.isfinite(self.trainer.num_training_batches):  # not counted yet (max_epochs=-1)
+            self.trainer.fit_loop.setup_data()
+        return max(1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches))
+
+    def rebuild_schedules(self, total_steps: int, step: int) -> None:
+        """Redefine the learning-rate schedule over ``total_steps`` and move it to ``step`` (a budgeted
+        run re-plans its length as it measures its speed: ``training/budget_planner.py``). Any
+        schedule works, since it is built again by its own factory; the lr jumps only by the change
+        of the plan, and the schedule still ends at the run's last step."""
+        if self.scheduler_factory is None:
+            return
+        for config in self.trainer.lr_scheduler_configs:
+            optimizer = config.scheduler.optimizer
+            with warnings.catch_warnings():  # construction and the catch-up step() warn about the order
+                warnings.simplefilter("ignore")
+                scheduler = self.scheduler_factory(optimizer, total_steps=int(total_steps),
+                                                   steps_per_epoch=self._steps_per_epoch())
+                if step > 0:
+                    scheduler.last_epoch = step - 1
+                    scheduler.step()  # the lr of ``step``, as if the schedule had always had this length
+            config.scheduler = scheduler

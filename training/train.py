@@ -17,6 +17,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.models.complexity import complexity
+from .budget import parse_budget, run_start_time, steps_for_flops
+from .budget_planner import make_planner
 from .calibrate import choose
 from .cli import ensure_writable
 from .config_checks import check_data_fits, check_resume_checkpoint, validate_config
@@ -53,8 +55,10 @@ def resume_path(cfg: DictConfig) -> str:
 
 def train(cfg: DictConfig) -> dict:
     """Fit (and test, when the data has a test split); returns the final metrics."""
+    started = run_start_time()
     task = task_class(cfg)
     validate_config(cfg, net_args=task.NET_ARGS)
+    budget = parse_budget(cfg.get("budget"))
     ckpt_path = resume_path(cfg) if cfg.get("ckpt_path") else None
     # A resume checks its checkpoint (it loads safely, same model) before anything is read or written.
     resumed = check_resume_checkpoint(cfg, ckpt_path) if ckpt_path is not None else None
@@ -77,7 +81,8 @@ def train(cfg: DictConfig) -> dict:
     task.check_data(net, datamodule)
     report = complexity(net, (datamodule.in_chans, *datamodule.image_size))
     options = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=True).items() if k != "_target_"}
-    setting = choose_setting(cfg, net, model_cfg, datamodule, options, out)
+    choice = choose_setting(cfg, net, model_cfg, datamodule, options, out, budget=budget, macs=report.total_macs)
+    setting = choice.setting
     with open_dict(cfg):
         cfg.trainer.precision = setting.precision
     options.update({k: getattr(setting, k) for k in ("channels_last", "compile") if k in options})
@@ -86,7 +91,13 @@ def train(cfg: DictConfig) -> dict:
 
     hparams = {**model_hparams(cfg, report), **module.hparams_summary(),
                "channels_last": setting.channels_last, "compile": setting.compile}
+    if budget is not None:
+        hparams["budget"] = budget.text
     callbacks = instantiate_list(cfg.get("callbacks"), hparams=hparams, complexity_table=report.table())
+    if budget is not None and cfg.trainer.get("fast_dev_run"):
+        log.info("budget=%s not planned: trainer.fast_dev_run runs its own few steps", budget.text)
+    elif budget is not None:
+        callbacks.append(budget_planner(cfg, budget, report.total_macs, datamodule, choice, started))
     loggers = instantiate_list(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
@@ -99,10 +110,46 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("test") and datamodule.has_test and not trainer.fast_dev_run:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-    summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "best_checkpoint": best}
+    images = trainer.global_step * int(cfg.data.batch_size) * accumulation(cfg) * trainer.world_size
+    summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "run_seconds": time.time() - started,
+               "train_images_seen": images, "train_flops": 6.0 * report.total_macs * images,
+               "best_checkpoint": best}
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def accumulation(cfg: DictConfig) -> int:
+    return max(1, int(cfg.trainer.get("accumulate_grad_batches") or 1))
+
+
+def budget_planner(cfg: DictConfig, budget, macs: float, datamodule, choice, started: float):
+    """The callback that sizes a budgeted run (``training/budget_planner.py``)."""
+    if cfg.get("test") and datamodule.has_test:
+        datamodule.setup("test")  # its size decides the time the final test takes
+    val = max(1, datamodule.num_val or 1)
+    tests = 2 * (datamodule.num_test or 0) / val if cfg.get("test") and datamodule.has_test else 0.0
+    cap = cfg.trainer.get("max_steps") or -1
+    return make_planner(budget, macs_per_image=macs, batch_size=int(cfg.data.batch_size),
+                        accumulate=accumulation(cfg), world_size=world_size(cfg),
+                        steps_per_epoch=planned_steps_per_epoch(cfg, datamodule),
+                        images_per_second=choice.rates.get(choice.setting.label()), started=started,
+                        steps_cap=cap if cap > 0 else None, end_passes=1.0 + tests,
+                        model=str(cfg.model.get("name", "the model")))
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Processes of a distributed run as configured (1 when it cannot be told before the trainer starts)."""
+    devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1) or 1
+    return (devices if isinstance(devices, int) and devices > 0 else 1) * int(nodes)
+
+
+def planned_steps_per_epoch(cfg: DictConfig, datamodule) -> int:
+    batches = len(datamodule.train_dataloader())
+    limit = cfg.trainer.get("limit_train_batches")
+    if limit is not None:
+        batches = min(batches, int(limit) if isinstance(limit, int) else int(batches * float(limit)))
+    return max(1, batches // accumulation(cfg))
 
 
 def planned_steps(cfg: DictConfig, datamodule) -> int:
@@ -110,18 +157,15 @@ def planned_steps(cfg: DictConfig, datamodule) -> int:
     trainer = cfg.trainer
     if trainer.get("fast_dev_run"):
         return int(trainer.fast_dev_run)
-    batches = len(datamodule.train_dataloader())
-    limit = trainer.get("limit_train_batches")
-    if limit is not None:
-        batches = min(batches, int(limit) if isinstance(limit, int) else int(batches * float(limit)))
     epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps") or -1
     if epochs is None or epochs < 0:  # bounded by max_steps alone (validate_config saw to that)
         return max(max_steps, 0)
-    steps = epochs * batches // max(1, trainer.get("accumulate_grad_batches") or 1)
+    steps = epochs * planned_steps_per_epoch(cfg, datamodule)
     return min(steps, max_steps) if max_steps > 0 else steps
 
 
-def choose_setting(cfg: DictConfig, net, model_cfg: dict, datamodule, options: dict, out: Path):
+def choose_setting(cfg: DictConfig, net, model_cfg: dict, datamodule, options: dict, out: Path, *,
+                   budget=None, macs: float = 0.0):
     """Precision, memory format and torch.compile for this run (``training/calibrate.py``): what the
     config fixes, and for each ``auto`` the fastest measured here (or cached, or the default for a
     run too short to calibrate). A task without a ``channels_last`` / ``compile`` option trains
@@ -132,16 +176,22 @@ def choose_setting(cfg: DictConfig, net, model_cfg: dict, datamodule, options: d
     distributed = "ddp" in str(cfg.trainer.get("strategy", "")) or int(os.environ.get("WORLD_SIZE", "1")) > 1
     on_gpu = str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     device = torch.device("cuda" if on_gpu else "cpu")
+    steps, seconds = planned_steps(cfg, datamodule), None
+    if budget is not None and budget.kind == "flop":
+        steps = steps_for_flops(budget, macs, int(cfg.data.batch_size) * accumulation(cfg), str(cfg.model.get("name")))
+    elif budget is not None:
+        seconds = budget.amount
     choice = choose(net, model_cfg, precision=cfg.trainer.get("precision", "auto"),
                     channels_last=options.get("channels_last", False), compile_=options.get("compile", False),
                     batch_size=int(cfg.data.batch_size), input_shape=(datamodule.in_chans, *datamodule.image_size),
-                    num_classes=getattr(datamodule, "num_classes", 10), planned_steps=planned_steps(cfg, datamodule),
+                    num_classes=getattr(datamodule, "num_classes", 10), planned_steps=steps, planned_seconds=seconds,
                     device=device, cache=calib.get("cache"), min_steps=calib.get("min_steps", 1000),
+                    min_seconds=calib.get("min_seconds", 120.0),
                     compile_min_minutes=calib.get("compile_min_minutes", 15.0),
                     enabled=calib.get("enabled", True) and not distributed)
     log.info(choice.describe())
     (out / "calibration.json").write_text(json.dumps(choice.to_dict(), indent=2))
-    return choice.setting
+    return choice
 
 
 def datamodule_info(dm) -> dict:

@@ -1,0 +1,216 @@
+"""budget=: parsing, the step arithmetic, the planner against a fake clock, resume, and the errors."""
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from convzoo.training import budget as budget_mod
+from convzoo.training import budget_planner
+from convzoo.training.budget import Budget, Progress, parse_budget, steps_for_flops, total_steps_within, validations
+from convzoo.training.runs import read_scalars
+from convzoo.training.train import train
+
+RESNET20_MACS = 40_551_040  # per 32x32 image (the zoo table)
+
+
+@pytest.mark.parametrize("text, kind, amount", [
+    ("10min", "time", 600), ("90s", "time", 90), ("1.5h", "time", 5400), ("2 minutes", "time", 120),
+    ("2e15flop", "flop", 2e15), ("2PFLOP", "flop", 2e15), ("3.5GFLOPs", "flop", 3.5e9), ("1e12flops", "flop", 1e12),
+])
+def test_budgets_parse(text, kind, amount):
+    budget = parse_budget(text)
+    assert (budget.kind, budget.amount, budget.text) == (kind, pytest.approx(amount), text)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("ten minutes", r"budget='ten minutes' is not a budget; give a time \(budget=10min"),
+    ("10 parsecs", r"unknown unit 'parsecs'"),
+    ("-5min", r"budget='-5min' should be more than zero"),
+    ("0s", r"should be more than zero"),
+    (600, r"600 has no unit: write budget=600s or budget=600flop"),
+    ("1e400flop", r"should be more than zero"),  # inf
+])
+def test_bad_budgets_name_the_value_and_the_forms(value, message):
+    with pytest.raises(ValueError, match=message):
+        parse_budget(value)
+
+
+def test_no_budget_is_none():
+    assert parse_budget(None) is None
+
+
+def test_flop_budget_counts_six_macs_per_image():
+    budget = parse_budget("1e15flop")
+    steps = steps_for_flops(budget, RESNET20_MACS, 128)
+    assert steps == int(1e15 // (6 * RESNET20_MACS * 128))
+    with pytest.raises(ValueError, match=r"smaller than one optimizer step of resnet20 .* give at least budget=3.11e\+10flop"):
+        steps_for_flops(parse_budget("1e9flop"), RESNET20_MACS, 128, "resnet20")
+
+
+def test_validations_count_epoch_ends_and_a_last_partial_epoch():
+    assert validations(0, 100, 88) == 2      # epoch end at 88, and at the stop at 100
+    assert validations(88, 176, 88) == 2     # step 88 is yet to be validated, then 176
+    assert validations(89, 176, 88) == 1
+    assert validations(10, 10, 88) == 1      # stopping now, inside an epoch, still validates
+    assert validations(88, 88, 88) == 1
+
+
+def test_plan_fills_the_budget_with_steps_and_validations():
+    p = Progress(elapsed=60, step=20, step_seconds=0.5, steps_per_epoch=100, epoch_overhead=10, end_seconds=20)
+    total = total_steps_within(600, p, safety=0.0)
+    left = 600 - 60 - 20
+    used = (total - 20) * 0.5 + validations(20, total, 100) * 10
+    assert used <= left < used + 0.5 + 10  # one more step (and maybe its validation) would not fit
+    assert total_steps_within(600, p, safety=0.01) < total
+
+
+def test_an_overrun_budget_stops_now():
+    p = Progress(elapsed=700, step=40, step_seconds=0.5, steps_per_epoch=100, epoch_overhead=10, end_seconds=20)
+    assert total_steps_within(600, p) == 40
+
+
+class FakeClock:
+    """time.time and time.perf_counter of the planner's module: seconds advance only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+CLOCK = FakeClock()
+
+
+class Tick(L.Callback):
+    """Advances the fake clock: 2 s a training step, 6 s a validation pass (a config callback, so it
+    runs before the planner, which train() adds last)."""
+
+    def on_train_batch_end(self, *args) -> None:
+        CLOCK.now += 2.0
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            CLOCK.now += 6.0
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    monkeypatch.setattr(budget_planner, "time", CLOCK)
+    monkeypatch.setattr(budget_mod, "time", CLOCK)
+    monkeypatch.setattr(budget_mod, "_launch", None)
+    return CLOCK
+
+
+def lrs(run_dir) -> list[float]:
+    return [value for _, value, _ in read_scalars(run_dir, ["lr-SGD/pg1"])["lr-SGD/pg1"]]
+
+
+def test_time_budget_plans_from_measured_speed_and_ends_the_schedule_at_its_last_step(
+        tmp_path, compose_train, tiny, clock):
+    # 4 steps an epoch; 2 s a step and 6 s a validation: 60 s, less 1% and the end (a final
+    # validation-sized figures pass and 5 s), leave room for 12 steps and their 3 validations.
+    cfg = compose_train(*tiny, "budget=60s", "test=false", "scheduler=linear", "scheduler.warmup_fraction=0.25",
+                        "+callbacks.tick._target_=test_budget.Tick", tmp_path=tmp_path)
+    metrics = train(cfg)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    plan = next(v for k, v in ckpt["callbacks"].items() if "BudgetPlanner" in k)
+    steps = ckpt["global_step"]
+    assert plan["total_steps"] == steps and plan["text"] == "60s"
+    elapsed = steps * 2.0 + -(-steps // 4) * 6.0 + 6.0 + 5.0  # steps, validations, end
+    assert elapsed <= 60 * 0.99 < elapsed + 2.0 + 6.0
+    lr = lrs(tmp_path)
+    assert len(lr) == steps and lr[-1] == pytest.approx(0.1 * (1 - (steps - 1 - round(0.25 * steps)) / (steps - round(0.25 * steps))), rel=1e-6)
+    assert metrics["budget"] == "60s" and metrics["train_images_seen"] == steps * 32
+    planned = read_scalars(tmp_path, ["budget/planned_steps"])["budget/planned_steps"]
+    assert planned[-1][1] == steps
+
+
+def test_flop_budget_gives_the_same_steps_anywhere_and_validates_the_last_step(tmp_path, compose_train, tiny):
+    steps = 10  # 2.5 epochs of 4 steps: the last validation falls inside epoch 3
+    flops = 6 * RESNET20_MACS * 32 * steps
+    cfg = compose_train(*tiny, f"budget={flops}flop", "test=false", "trainer.max_epochs=1", tmp_path=tmp_path)
+    metrics = train(cfg)
+    assert metrics["train_images_seen"] == steps * 32 and metrics["train_flops"] == pytest.approx(flops)
+    val = read_scalars(tmp_path, ["val/acc"])["val/acc"]
+    assert [s + 1 for s, _, _ in val] == [4, 8, 10]  # (logged at step - 1) max_epochs=1 ignored; step 10 validated
+
+
+class StopAtStep(L.Callback):
+    """Interrupts the run after its second epoch (step 8 of 10)."""
+
+    def on_train_epoch_end(self, trainer, *args):
+        if trainer.global_step == 8:
+            trainer.should_stop = True
+
+
+def test_a_resumed_budget_run_keeps_its_plan_and_matches_an_uninterrupted_one(tmp_path, compose_train, tiny):
+    flops = 6 * RESNET20_MACS * 32 * 10
+    common = [*tiny, f"budget={flops}flop", "test=false", "trainer.deterministic=true", "scheduler=cosine",
+              "scheduler.warmup_fraction=0.2"]
+    straight = train(compose_train(*common, tmp_path=tmp_path / "straight"))
+    train(compose_train(*common, "+callbacks.stop._target_=test_budget.StopAtStep", tmp_path=tmp_path / "split"))
+    assert torch.load(tmp_path / "split" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+    resumed_cfg = compose_train(*common, "ckpt_path=last", tmp_path=tmp_path / "other")
+    resumed_cfg.paths.log_dir = str(tmp_path / "split")
+    resumed = train(resumed_cfg)
+    assert resumed["train_images_seen"] == straight["train_images_seen"] == 320
+    assert resumed["val/acc"] == straight["val/acc"] and resumed["train/loss"] == straight["train/loss"]
+    assert lrs(tmp_path / "split")[-2:] == pytest.approx(lrs(tmp_path / "straight")[-2:])
+
+
+def test_a_resumed_time_budget_charges_the_seconds_used_before(clock):
+    planner = budget_planner.BudgetPlanner(Budget("time", 100.0, "100s"), 10, started=clock.now,
+                                           images_per_step=32, flops_per_image=1.0)
+    clock.now += 30
+    saved = planner.state_dict()
+    assert saved["seconds_used"] == 30
+    later = budget_planner.BudgetPlanner(Budget("time", 100.0, "100s"), 99, started=clock.now,
+                                         images_per_step=32, flops_per_image=1.0)
+    later.load_state_dict(saved)
+    clock.now += 5
+
+    class Trainer:  # what on_train_start touches
+        global_step, is_global_zero, num_training_batches, accumulate_grad_batches = 4, True, 4, 1
+        fit_loop = type("FitLoop", (), {"epoch_loop": type("EpochLoop", (), {"max_steps": 0})()})()
+
+    later.on_train_start(Trainer(), object())
+    assert later.total == 10 and Trainer.fit_loop.epoch_loop.max_steps == 10
+    assert later.seconds_used() == pytest.approx(30 + 5)
+
+
+def test_a_flop_budget_too_small_for_one_step_is_refused_before_the_data(tmp_path, compose_train, tiny):
+    cfg = compose_train(*tiny, "budget=1e6flop", tmp_path=tmp_path)
+    with pytest.raises(ValueError, match=r"budget=1e6flop is smaller than one optimizer step of resnet20"):
+        train(cfg)
+    assert not (tmp_path / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("value", ["-10min", "soon"])
+def test_a_malformed_budget_is_refused_before_the_data(tmp_path, compose_train, tiny, value):
+    cfg = compose_train(*tiny, f"budget={value}", tmp_path=tmp_path)
+    with pytest.raises(ValueError, match=f"budget='{value}'"):
+        train(cfg)
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_max_epochs_on_the_command_line_is_ignored_with_a_warning(compose_train, tiny):
+    from convzoo.training.config_checks import check_budget
+
+    cfg = compose_train(*tiny, "budget=5min", "trainer.max_epochs=3")
+    with pytest.warns(UserWarning, match=r"budget=5min sets the run's length: trainer.max_epochs=3 is ignored"):
+        check_budget(cfg, overrides=["budget=5min", "trainer.max_epochs=3"])
+
+
+def test_max_steps_caps_a_budget_with_a_warning(tmp_path, compose_train, tiny):
+    cfg = compose_train(*tiny, "budget=1e15flop", "+trainer.max_steps=5", "test=false", tmp_path=tmp_path)
+    with pytest.warns(UserWarning, match=r"budget=1e15flop and trainer.max_steps=5 are both set"):
+        metrics = train(cfg)
+    assert metrics["train_images_seen"] == 5 * 32
+    assert json.loads((tmp_path / "metrics.json").read_text())["budget"] == "1e15flop"

@@ -1,0 +1,144 @@
+"""Budgets: a run sized in wall time (``budget=10min``) or in training FLOPs (``budget=2e15flop``)
+instead of epochs, and the arithmetic that turns one into a number of optimizer steps.
+
+Budgeted training (Li, Yumer & Ramanan, ICLR 2020) finds that what matters under a fixed budget
+is a schedule that decays to its end exactly when the budget runs out, so a budgeted run fixes its
+total number of steps first and defines its schedule over that total.
+
+- Compute: one training image costs ``6 x MACs`` FLOPs (forward ``2 x MACs``, backward about twice
+  the forward: Kaplan et al. 2020's ``6N`` per token, per image here). The step count follows from
+  the model alone, so it is the same on every machine: reproducible comparisons.
+- Time: the step count follows from the run's own measured speed (``training/budget_planner.py``),
+  so the run, data loading, validation and the final test included, ends by the deadline.
+
+This file is plain arithmetic (no Lightning); the callback that measures and re-plans is in
+``budget_planner.py``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+
+SECONDS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+           "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+           "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600}
+FLOP_PREFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15, "e": 1e18}
+_BUDGET = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+EXAMPLES = "a time (budget=10min, budget=90s, budget=1.5h) or training FLOPs (budget=2e15flop, budget=2PFLOP)"
+
+
+@dataclass(frozen=True)
+class Budget:
+    kind: str      # "time" (amount in seconds) or "flop" (amount in training FLOPs)
+    amount: float
+    text: str      # as the user wrote it
+
+    def describe(self) -> str:
+        if self.kind == "time":
+            return f"{self.text} ({self.amount:,.0f} s)"
+        return f"{self.text} ({self.amount:.3g} training FLOPs)"
+
+
+def parse_budget(value) -> Budget | None:
+    """``None`` (no budget) or a ``Budget``; anything else is a ValueError naming the value and the forms."""
+    if value is None:
+        return None
+    text = str(value)
+    match = _BUDGET.match(text) if isinstance(value, str) else None
+    if match is None:
+        hint = (f"; {text} has no unit: write budget={text}s or budget={text}flop"
+                if isinstance(value, (int, float)) and not isinstance(value, bool) else "")
+        raise ValueError(f"budget={text!r} is not a budget; give {EXAMPLES}{hint}")
+    number, unit = float(match.group(1)), match.group(2)
+    low = unit.lower()
+    if low in SECONDS:
+        budget = Budget("time", number * SECONDS[low], text.strip())
+    elif low.endswith(("flop", "flops")) and low.rsplit("flop", 1)[0] in FLOP_PREFIX:
+        budget = Budget("flop", number * FLOP_PREFIX[low.rsplit("flop", 1)[0]], text.strip())
+    else:
+        raise ValueError(f"budget={text!r} has an unknown unit {unit!r}; give {EXAMPLES}")
+    if not math.isfinite(budget.amount) or budget.amount <= 0:
+        raise ValueError(f"budget={text!r} should be more than zero; give {EXAMPLES}")
+    return budget
+
+
+def train_flops_per_image(macs_per_image: float) -> float:
+    """Training FLOPs of one image: forward 2 x MACs plus a backward of about twice that."""
+    return 6.0 * float(macs_per_image)
+
+
+def steps_for_flops(budget: Budget, macs_per_image: float, images_per_step: int, model: str = "the model") -> int:
+    """Optimizer steps a FLOP budget pays for; an error when it pays for none."""
+    step_flops = train_flops_per_image(macs_per_image) * images_per_step
+    steps = int(budget.amount // step_flops)
+    if steps < 1:
+        raise ValueError(f"budget={budget.text} is smaller than one optimizer step of {model} "
+                         f"(6 x {macs_per_image / 1e6:.1f}M MACs x {images_per_step} images = {step_flops:.3g} FLOPs); "
+                         f"give at least budget={step_flops:.3g}flop")
+    return steps
+
+
+@dataclass
+class Progress:
+    """What a time-budgeted run knows at a moment: seconds are wall time charged to the budget."""
+    elapsed: float          # used so far: start-up, data loading, calibration, steps, validations
+    step: int               # optimizer steps done
+    step_seconds: float     # one training step (data included), as measured
+    steps_per_epoch: int
+    epoch_overhead: float   # per epoch beyond its steps: validation, checkpoints, epoch hooks
+    end_seconds: float      # after the last step's validation: final figures, test, report
+
+
+def validations(step: int, total: int, steps_per_epoch: int) -> int:
+    """Validation passes still to come, seen from the end of step ``step`` (an epoch's last step is
+    validated after it), to the run's end at ``total``: one per epoch end, and one at the last step
+    when it falls inside an epoch."""
+    return max(0, math.ceil(total / steps_per_epoch) - max(0, step - 1) // steps_per_epoch)
+
+
+def total_steps_within(seconds: float, p: Progress, safety: float = 0.01) -> int:
+    """The largest total step count (>= the steps done) whose remaining steps, validations and end
+    fit in ``seconds`` less a ``safety`` fraction: the run stops there, the schedule ending with it."""
+    left = seconds * (1.0 - safety) - p.elapsed - p.end_seconds
+    step_s = max(p.step_seconds, 1e-9)
+
+    def cost(more: int) -> float:
+        return more * step_s + validations(p.step, p.step + more, p.steps_per_epoch) * p.epoch_overhead
+
+    lo, hi = 0, max(0, int(left / step_s)) + 1  # cost(lo) <= left (or lo = 0); cost(hi) > left
+    if cost(0) > left:
+        return p.step
+    while hi - lo > 1:  # cost grows with the steps added: bisect for the last that fits
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(mid) <= left else (lo, mid)
+    return p.step + lo
+
+
+_launch: float | None = None
+
+
+def mark_launch() -> None:
+    """Called when the command line starts (``training/entry.py``): the first run of the process
+    charges its budget from the process's start, since interpreter start-up and imports are part
+    of what a user waits for."""
+    global _launch
+    now = time.time()
+    try:  # Linux: field 22 of /proc/self/stat is the start in clock ticks after boot
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+        _launch = now - age if 0 <= age < 600 else now
+    except (OSError, ValueError, IndexError):
+        _launch = now
+
+
+def run_start_time() -> float:
+    """``time.time()`` a run began, as its budget counts it: the launch for the first run of a
+    command, the call itself for a later run of a multirun (each job has its own budget) or a run
+    started from Python."""
+    global _launch
+    start, _launch = (_launch if _launch is not None else time.time()), None
+    return start

@@ -1,0 +1,186 @@
+"""``BudgetPlanner``: the callback that holds a budgeted run to its budget (``training/budget.py``).
+
+A FLOP budget fixes the step count before the first step. A time budget starts from an estimate
+(the calibration's measured speed, or ten epochs when there is none) and re-plans from what the
+run itself measures: the seconds per training step once ``warmup_steps`` (compilation, first-call
+set-up) are past, and the seconds each epoch spends outside its steps (validation, checkpoints).
+It re-plans after ``probe_steps`` measured steps, after every validation and every
+``replan_every`` steps; each time the trainer's ``max_steps`` and the learning-rate schedule are set
+to the new total, so the schedule always ends at the last step. At that step the run stops with
+``should_stop``, so Lightning still validates (and checkpoints) it when it falls inside an epoch.
+
+The plan (budget, total, seconds used) is saved in checkpoints: a resumed run keeps its total and
+schedule, and a time budget charges the seconds used before the interruption. In DDP every rank
+takes rank 0's plan.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from datetime import datetime, timedelta
+
+import lightning as L
+
+from .budget import Budget, Progress, steps_for_flops, total_steps_within, train_flops_per_image
+
+log = logging.getLogger(__name__)
+
+
+class BudgetPlanner(L.Callback):
+    def __init__(self, budget: Budget, total_steps: int, *, started: float, images_per_step: int,
+                 flops_per_image: float, step_seconds: float | None = None, steps_cap: int | None = None,
+                 warmup_steps: int = 2, probe_steps: int = 8, replan_every: int = 50,
+                 eval_end_passes: float = 1.0, end_fixed_seconds: float = 5.0) -> None:
+        """``started``: ``time.time()`` when the run began (charged to the budget); ``steps_cap``:
+        ``trainer.max_steps`` when the user set it too (the run stops at whichever comes first);
+        ``eval_end_passes``: validation-sized passes after the last step (figures, test);
+        ``end_fixed_seconds``: the rest of the end (drawing figures, writing hparams and the last
+        checkpoint, exiting), a few seconds on a 2-core CPU."""
+        self.budget, self.total, self.started = budget, int(total_steps), started
+        self.images_per_step, self.flops_per_image = images_per_step, flops_per_image
+        self.steps_cap, self.warmup_steps, self.probe_steps = steps_cap, warmup_steps, probe_steps
+        self.replan_every, self.eval_end_passes, self.end_fixed_seconds = replan_every, eval_end_passes, end_fixed_seconds
+        self.used_before = 0.0           # seconds charged by earlier sessions of a resumed run
+        self.loaded: dict | None = None  # the plan a checkpoint brought back
+        self.step_seconds = step_seconds  # estimate until measured
+        self._train_seconds, self._train_steps, self._seen_steps = 0.0, 0, 0
+        self._last_end: float | None = None
+        self._crossed = False            # an interval that holds a validation or an epoch boundary
+        self._overhead: float | None = None
+        self._eval_pass: float | None = None
+        self._sanity_start = 0.0
+
+    # -- what is charged ------------------------------------------------------------------------
+    def seconds_used(self) -> float:
+        return self.used_before + time.time() - self.started
+
+    def state_dict(self) -> dict:
+        return {"kind": self.budget.kind, "amount": self.budget.amount, "text": self.budget.text,
+                "total_steps": self.total, "seconds_used": self.seconds_used()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.loaded = dict(state_dict)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Before configure_optimizers: the budget, not max_epochs, bounds the run, and the schedule
+        # is built over the planned total.
+        if stage == "fit":
+            trainer.fit_loop.max_epochs = -1
+            trainer.fit_loop.epoch_loop.max_steps = min(self.total, self.steps_cap) if self.steps_cap else self.total
+
+    # -- measuring ------------------------------------------------------------------------------
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self._sanity_start = time.perf_counter()
+
+    def on_sanity_check_end(self, trainer, pl_module) -> None:
+        done = sum(trainer.num_sanity_val_batches) if trainer.num_sanity_val_batches else 0
+        total = sum(trainer.num_val_batches) if trainer.num_val_batches else 0
+        if done:  # first batches include one-off set-up: an upper estimate, replaced after epoch 1
+            self._eval_pass = (time.perf_counter() - self._sanity_start) / done * total
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._crossed = True
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._eval_pass = time.perf_counter() - self._val_start
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._crossed = self._crossed or self._last_end is not None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.loaded is not None:  # resumed: the saved plan, and the seconds it had used
+            if self.loaded.get("text") != self.budget.text:
+                warnings.warn(f"budget={self.budget.text} given, but the checkpoint was planned for "
+                              f"budget={self.loaded.get('text')}: the checkpoint's plan is kept", stacklevel=2)
+                self.budget = Budget(self.loaded["kind"], float(self.loaded["amount"]), self.loaded["text"])
+            self.used_before = float(self.loaded.get("seconds_used", 0.0))
+            self._apply(trainer, pl_module, int(self.loaded["total_steps"]), "resumed with the saved plan")
+        else:
+            self._apply(trainer, pl_module, self.total, "first estimate")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        self._seen_steps += 1
+        if self._last_end is not None and self._seen_steps > self.warmup_steps:
+            interval = now - self._last_end
+            if not self._crossed:
+                self._train_seconds, self._train_steps = self._train_seconds + interval, self._train_steps + 1
+                self.step_seconds = self._train_seconds / self._train_steps
+            elif self._train_steps:  # the epoch's time outside its steps
+                self._overhead = max(0.0, interval - self.step_seconds)
+        crossed, self._crossed, self._last_end = self._crossed, False, now
+        step = trainer.global_step
+        if self.budget.kind == "time" and self._train_steps and (
+                self._train_steps == self.probe_steps or crossed or step % self.replan_every == 0):
+            self._replan(trainer, pl_module, step)
+        pl_module.log("budget/planned_steps", float(self.total), on_step=True, on_epoch=False, prog_bar=True)
+        pl_module.log("budget/seconds_used", self.seconds_used(), on_step=True, on_epoch=False)
+        if step >= self.total:
+            trainer.should_stop = True  # Lightning validates a step inside an epoch only when told to stop
+
+    # -- planning -------------------------------------------------------------------------------
+    def _eval_seconds(self, trainer) -> float:
+        if self._eval_pass is not None:
+            return self._eval_pass
+        # No validation timed yet: a forward pass costs about a third of a training step per image.
+        images = sum(trainer.num_val_batches) * (trainer.datamodule.eval_batch_size
+                                                  if trainer.datamodule is not None else self.images_per_step)
+        return images * self.step_seconds / self.images_per_step / 3
+
+    @staticmethod
+    def _per_epoch(trainer) -> int:
+        return max(1, math.ceil(trainer.num_training_batches / max(1, trainer.accumulate_grad_batches)))
+
+    def _replan(self, trainer, pl_module, step: int) -> None:
+        per_epoch = self._per_epoch(trainer)
+        eval_pass = self._eval_seconds(trainer)
+        progress = Progress(elapsed=self.seconds_used(), step=step, step_seconds=self.step_seconds,
+                            steps_per_epoch=per_epoch,
+                            epoch_overhead=self._overhead if self._overhead is not None else eval_pass,
+                            end_seconds=eval_pass * self.eval_end_passes + self.end_fixed_seconds)
+        total = total_steps_within(self.budget.amount, progress)
+        total = int(trainer.strategy.broadcast(total, src=0))  # every rank keeps rank 0's plan
+        if total != self.total:
+            self._apply(trainer, pl_module, total, f"{self.step_seconds:.3f} s/step measured")
+
+    def _apply(self, trainer, pl_module, total: int, why: str) -> None:
+        total = min(total, self.steps_cap) if self.steps_cap else total
+        if total < 1 and trainer.global_step == 0:
+            raise ValueError(f"budget={self.budget.text} is too small for one optimizer step here "
+                             f"({self.seconds_used():.0f} s used before the first step)")
+        self.total = max(total, trainer.global_step)
+        trainer.fit_loop.epoch_loop.max_steps = self.total
+        rebuild = getattr(pl_module, "rebuild_schedules", None)
+        if callable(rebuild):
+            rebuild(self.total, trainer.global_step)
+        left = (self.total - trainer.global_step) * (self.step_seconds or 0.0)
+        end = datetime.now() + timedelta(seconds=left)
+        if trainer.is_global_zero:
+            log.info("budget %s: %d steps planned (%s), %.0f s used, expected end of training %s",
+                     self.budget.describe(), self.total, why, self.seconds_used(), end.strftime("%H:%M:%S"))
+
+
+def make_planner(budget: Budget, *, macs_per_image: float, batch_size: int, accumulate: int, world_size: int,
+                 steps_per_epoch: int, images_per_second: float | None, started: float,
+                 steps_cap: int | None, end_passes: float, model: str) -> BudgetPlanner:
+    """The planner of a run: a FLOP budget's exact step count, or a time budget's first estimate
+    (from the calibration's measured speed when there is one, else ten epochs, re-planned after
+    the first few steps)."""
+    images_per_step = batch_size * accumulate * world_size
+    step_seconds = images_per_step / images_per_second if images_per_second else None
+    if budget.kind == "flop":
+        total = steps_for_flops(budget, macs_per_image, images_per_step, model)
+    elif step_seconds:
+        total = max(1, int((budget.amount - (time.time() - started)) / step_seconds))
+    else:
+        total = 10 * steps_per_epoch
+    if steps_cap:
+        warnings.warn(f"budget={budget.text} and trainer.max_steps={steps_cap} are both set: the run stops at "
+                      "whichever comes first, and its schedule ends there", stacklevel=2)
+    return BudgetPlanner(budget, total, started=started, images_per_step=images_per_step,
+                         flops_per_image=train_flops_per_image(macs_per_image), step_seconds=step_seconds,
+                         steps_cap=steps_cap, eval_end_passes=end_passes)
