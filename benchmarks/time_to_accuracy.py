@@ -1,20 +1,28 @@
-"""Time to accuracy of a recipe over seeds, end to end: each seed is one ``python train.py`` command,
-timed from its launch (imports and data loading included) to its exit.
+"""Accuracy of a recipe at several budgets, over seeds, end to end: each (budget, seed) is one
+``python train.py experiment=<e> budget=<b> seed=<s>`` command, timed from its launch (imports and
+data loading included) to its exit. A time-budgeted run plans its steps to end within its budget
+on the machine at hand, so the table says what accuracy each budget buys here.
 
-    python benchmarks/time_to_accuracy.py                       # experiment=fast, seeds 0 1 2
-    python benchmarks/time_to_accuracy.py --seeds 0 --target 0.9 -- trainer.max_epochs=4
-    python benchmarks/time_to_accuracy.py --report logs/time_to_accuracy   # tables from earlier runs
+    python benchmarks/time_to_accuracy.py --budgets 5min 10min 20min --seeds 0 1 2
+    python benchmarks/time_to_accuracy.py --budgets 10min --seeds 0 -- model=resnet20   # overrides after --
+    python benchmarks/time_to_accuracy.py --report --out docs/results/time_to_accuracy/amd-epyc-fp32.md \\
+        --plot docs/results/time_to_accuracy/amd-epyc-fp32.png                          # tables, no training
 
-Prints one row per seed (final and best validation accuracy, wall time, time to the target) and
-one row per epoch (mean and standard deviation over seeds of the accuracy and of the time since
-launch), and draws validation accuracy against wall-clock minutes for every seed.
-Arguments after ``--`` go to train.py as Hydra overrides. The shared CIFAR-10 JPEG data is used
-when present (``data=folder data.root=../shared/datasets/cifar10-jpeg``).
+Runs go one after another (never in parallel: they are timings). Each leaves a small JSON record in
+``--results`` (default ``docs/results/time_to_accuracy/<machine>/``, committed) and its run folder
+under ``--log-dir`` (not committed). A record that exists for the same experiment, budget, seed and
+overrides is kept, not re-run (``--force`` re-runs it), so a grid can be filled over several sittings.
+``--report [DIR]`` rebuilds the tables from the records alone: per budget, the runs' validation
+accuracy (mean ± std, best), wall time against the budget (whether every run ended within ±3% of it:
+neither over nor leaving time unused), images seen, machine and precision; then one row per run.
+The shared CIFAR-10 JPEG data is used when present and no ``data=`` override is given.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -24,106 +32,201 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages are importable
 
+from benchmarks._tta_records import (load_records, machine, machine_slug, make_record, record_name,  # noqa: E402
+                                     same_run, write_record)
+from convzoo.training.budget import parse_budget  # noqa: E402
 from convzoo.training.machine import summary  # noqa: E402
-from convzoo.training.runs import read_scalars  # noqa: E402
-from convzoo.training.tables import markdown_table  # noqa: E402
+from convzoo.training.tables import format_number, markdown_table  # noqa: E402
 from convzoo.training.timing import spread  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
+RESULTS = ROOT / "docs" / "results" / "time_to_accuracy"
+ON_BUDGET = 0.03  # a time-budgeted run within this fraction of its budget, either side, used it as planned
+RESERVED = ("experiment=", "budget=", "seed=", "paths.log_dir=")  # set by the benchmark itself
 
 
-def run_seed(seed: int, log_dir: Path, experiment: str, overrides: list[str]) -> dict:
-    """Launch one training command; returns its record (also saved as seed<seed>.json)."""
-    seed_dir = log_dir / f"seed{seed}"
-    given_data = any(o.startswith("data=") for o in overrides)
-    data = ["data=folder", f"data.root={SHARED}"] if SHARED.is_dir() and not given_data else []
-    command = [sys.executable, str(ROOT / "train.py"), f"experiment={experiment}", f"seed={seed}", *data,
-               f"paths.log_dir={seed_dir}", "callbacks.progress_bar=null", *overrides]
-    start = time.time()
-    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.time() - start
+def default_results() -> Path:
+    here = machine()
+    return RESULTS / machine_slug(here["cpu"], here["native_bf16"])
+
+
+def data_overrides(overrides: list[str]) -> list[str]:
+    if SHARED.is_dir() and not any(o.startswith(("data=", "+data=")) for o in overrides):
+        return ["data=folder", f"data.root={os.path.relpath(SHARED, ROOT)}"]
+    return []
+
+
+def run_one(experiment: str, budget: str, seed: int, overrides: list[str], results: Path, log_root: Path,
+            force: bool, benchmark_command: str) -> None:
+    """Launch one training command and write its record, unless a record of it exists."""
+    path = results / record_name(experiment, budget, seed)
+    if path.exists() and not force:
+        old = json.loads(path.read_text())
+        if same_run(old, experiment, budget, seed, overrides):
+            print(f"# kept {path.relative_to(results.parent)} (exists; --force re-runs it)")
+            return
+        raise SystemExit(f"{path} holds a run with overrides {old.get('overrides')}, not {overrides}; "
+                         "--force replaces it, --results DIR keeps both")
+    runs_dir = log_root / results.name / path.stem / "train" / "runs"
+    before = set(runs_dir.iterdir()) if runs_dir.is_dir() else set()
+    train = ["train.py", f"experiment={experiment}", f"budget={budget}", f"seed={seed}", *overrides]
+    if not any(o.startswith("callbacks.progress_bar=") for o in overrides):
+        train.append("callbacks.progress_bar=null")  # a progress bar in a captured stream is noise
+    command = shlex.join(["python", *train])
+    print(f"# {command}", flush=True)
+    launched, start = time.time(), time.perf_counter()
+    done = subprocess.run([sys.executable, *train, f"paths.log_dir={runs_dir.parents[1]}"], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"seed {seed} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    runs = sorted((seed_dir / "train" / "runs").iterdir())
-    record = {"seed": seed, "start": start, "wall_seconds": wall, "run_dir": str(runs[-1]), "command": command}
-    (log_dir / f"seed{seed}.json").write_text(json.dumps(record, indent=2))
-    return record
+        raise SystemExit(f"budget {budget} seed {seed} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    new = sorted(set(runs_dir.iterdir()) - before) if runs_dir.is_dir() else []
+    if len(new) != 1:
+        raise SystemExit(f"expected one new run folder under {runs_dir}, found {len(new)}")
+    record = make_record(new[0], experiment=experiment, budget=budget, seed=seed, overrides=overrides,
+                         command=command, benchmark_command=benchmark_command, launched=launched, wall_seconds=wall)
+    write_record(path, record)
+    print(f"# {wall:.0f} s, val acc {record['metrics'].get('val/acc', float('nan')):.4f}: {path}", flush=True)
 
 
-def val_curve(record: dict) -> list[tuple[float, float]]:
-    """[(seconds since launch, val/acc)] per validation, in order."""
-    points = read_scalars(record["run_dir"], ["val/acc"]).get("val/acc", [])
-    return [(wall - record["start"], value) for _, value, wall in points]
+def budget_order(record: dict) -> tuple:
+    return (record["machine"]["cpu"], record["experiment"], record["budget_kind"] != "time",
+            record["budget_seconds"] or record["budget_flops"] or 0.0, record["budget"], record["seed"])
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), spread(values)
+def group_key(record: dict) -> tuple:
+    m = record["machine"]
+    return machine_slug(m["cpu"], m["native_bf16"]), record["experiment"], record["budget"], tuple(record["overrides"])
 
 
-def report(records: list[dict], target: float, budget: float, out: Path | None) -> str:
-    curves = {r["seed"]: val_curve(r) for r in records}
+def ratio(record: dict) -> float | None:
+    """Wall time over a time budget (None for a FLOP budget, which is not a deadline)."""
+    return record["wall_seconds"] / record["budget_seconds"] if record["budget_seconds"] else None
+
+
+def acc(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def budget_table(records: list[dict]) -> str:
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(group_key(r), []).append(r)
+    rows = []
+    for (slug, experiment, budget, _), runs in groups.items():
+        accs = [r["metrics"].get("val/acc") for r in runs if r["metrics"].get("val/acc") is not None]
+        walls = [r["wall_seconds"] for r in runs]
+        ratios = [ratio(r) for r in runs if ratio(r) is not None]
+        precisions = sorted({str(r["metrics"].get("precision", r["recipe"].get("precision"))) for r in runs})
+        images = [r["metrics"].get("train_images_seen", 0) for r in runs]
+        rows.append([budget, experiment, len(runs),
+                     f"{statistics.fmean(accs):.4f} ± {spread(accs):.4f}" if accs else "-",
+                     acc(max(accs)) if accs else "-", f"{statistics.fmean(walls):.0f}", f"{max(walls):.0f}",
+                     f"{max(ratios):.3f}" if ratios else None,
+                     ("yes" if all(abs(q - 1) <= ON_BUDGET for q in ratios) else "no") if ratios else None,
+                     format_number(round(statistics.fmean(images))), slug, ", ".join(precisions)])
+    header = ["budget", "experiment", "runs", "val acc (mean ± std)", "best run's val acc", "wall mean (s)",
+              "wall max (s)", "max wall / budget", f"all within ±{ON_BUDGET:.0%}", "images seen (mean)", "machine",
+              "precision"]
+    return markdown_table(header, rows, "llrrrrrrlrll")
+
+
+def run_table(records: list[dict]) -> str:
     rows = []
     for r in records:
-        curve = curves[r["seed"]]
-        hit = next((t for t, a in curve if a >= target), None)
-        rows.append([r["seed"], f"{curve[-1][1]:.4f}", f"{max(a for _, a in curve):.4f}", f"{r['wall_seconds']:.0f}",
-                     "not reached" if hit is None else f"{hit:.0f}"])
-    lines = [markdown_table(["seed", "final val acc", "best val acc", "wall time (s)", f"time to {target:.0%} (s)"],
-                            rows, "rrrrr")]
-    finals = [curves[r["seed"]][-1][1] for r in records]
-    walls = [r["wall_seconds"] for r in records]
-    (acc_mean, acc_std), (wall_mean, wall_std) = mean_std(finals), mean_std(walls)
-    lines += ["", f"final val acc {acc_mean:.4f} ± {acc_std:.4f} (mean ± std over {len(records)} seeds); "
-                  f"wall time {wall_mean:.0f} ± {wall_std:.0f} s (budget {budget:.0f} s); "
-                  f"target {target:.0%} {'met' if acc_mean >= target and max(walls) <= budget else 'NOT met'}", ""]
-    epochs = min(len(c) for c in curves.values())
-    per_epoch = []
-    for i in range(epochs):
-        t_mean, _ = mean_std([curves[s][i][0] for s in curves])
-        a_mean, a_std = mean_std([curves[s][i][1] for s in curves])
-        per_epoch.append([i + 1, f"{t_mean:.0f}", f"{a_mean:.4f} ± {a_std:.4f}"])
-    lines.append(markdown_table(["epoch", "time since launch (s)", "val acc (mean ± std)"], per_epoch, "rrr"))
-    if out is not None:
-        from convzoo.training.reporting import plt  # Agg backend
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        for seed, curve in curves.items():
-            ax.plot([t / 60 for t, _ in curve], [a for _, a in curve], "o-", ms=3, label=f"seed {seed}")
-        ax.axhline(target, color="gray", ls="--", lw=1, label=f"target {target:.0%}")
-        ax.axvline(budget / 60, color="gray", ls=":", lw=1, label=f"{budget / 60:.0f} min")
-        ax.set(xlabel="wall-clock minutes since launch", ylabel="validation accuracy", xlim=(0, None))
-        ax.legend(loc="lower right")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
-        plt.close(fig)
-        lines.append(f"\nplot: {out}")
-    return "\n".join(lines)
+        m, q = r["metrics"], ratio(r)
+        rows.append([r["budget"], r["seed"], acc(m.get("val/acc")), acc(m.get("val/acc_best")),
+                     f"{r['wall_seconds']:.0f}", None if q is None else f"{q:.3f}", len(r["val_curve"]),
+                     format_number(m.get("train_images_seen")), f"{m.get('train_flops', 0):.3g}",
+                     r["recipe"].get("model"), m.get("precision"), m.get("channels_last"), m.get("compile")])
+    header = ["budget", "seed", "val acc", "best val acc", "wall (s)", "wall / budget", "validations", "images seen",
+              "train FLOPs", "model", "precision", "channels_last", "compile"]
+    return markdown_table(header, rows, "lrrrrrrrrllll")
+
+
+def report(records: list[dict]) -> str:
+    records = sorted(records, key=budget_order)
+    commands = list(dict.fromkeys(r["benchmark_command"] for r in records))
+    machines = list(dict.fromkeys("{cpu}, native bf16 {bf16}, {cores} cores, torch {torch}".format(
+        **r["machine"], bf16="yes" if r["machine"]["native_bf16"] else "no") for r in records))
+    lines = ["Made by:", "", *(f"    {c}" for c in commands), "", "On:", "", *(f"- {m}" for m in machines), "",
+             budget_table(records), "", run_table(records)]
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict], out: Path) -> None:
+    """Validation accuracy against wall-clock minutes since launch, one colour per budget."""
+    from convzoo.training.reporting import plt  # Agg backend
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    colours: dict[str, str] = {}
+    for r in sorted(records, key=budget_order):
+        first = r["budget"] not in colours
+        colour = colours.setdefault(r["budget"], f"C{len(colours) % 10}")
+        curve = r["val_curve"]
+        ax.plot([t / 60 for t, _ in curve], [a for _, a in curve], "o-", ms=3, lw=1, color=colour,
+                label=f"budget {r['budget']}" if first else None)
+        if first and r["budget_seconds"]:
+            ax.axvline(r["budget_seconds"] / 60, color=colour, ls=":", lw=1)
+    ax.set(xlabel="wall-clock minutes since launch", ylabel="validation accuracy", xlim=(0, None))
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="fast")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description="Accuracy of a recipe at several budgets over seeds, each run "
+                                     "timed end to end; see the module docstring.")
+    parser.add_argument("--budgets", nargs="+", default=["5min", "10min", "20min"],
+                        help="train.py budgets: 5min 10min 2e15flop ...")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--target", type=float, default=0.91)
-    parser.add_argument("--budget", type=float, default=600.0, help="seconds of wall time per run")
-    parser.add_argument("--log-dir", type=Path, default=ROOT / "logs" / "time_to_accuracy")
-    parser.add_argument("--out", type=Path, default=None, help="PNG of accuracy against time")
-    parser.add_argument("--report", type=Path, default=None, help="only report the records in this folder")
+    parser.add_argument("--experiment", default="fast")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="the records' folder (default docs/results/time_to_accuracy/<machine>)")
+    parser.add_argument("--log-dir", type=Path, default=ROOT / "logs" / "time_to_accuracy",
+                        help="where the run folders go (not committed)")
+    parser.add_argument("--force", action="store_true", help="re-run budgets and seeds that have a record")
+    parser.add_argument("--report", nargs="?", const="", default=None, metavar="DIR",
+                        help="no training: the tables of the records in DIR (default: --results)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the tables to this markdown file")
+    parser.add_argument("--plot", type=Path, default=None, help="draw accuracy against time into this PNG")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for train.py (after --)")
     args = parser.parse_args(argv)
-    if not 0 < args.target <= 1:
-        parser.error(f"--target should be an accuracy in (0, 1], got {args.target}")
-    print(f"# {' '.join(['python benchmarks/time_to_accuracy.py', *(argv if argv is not None else sys.argv[1:])])}")
+    overrides = [o for o in args.overrides if o != "--"]
+    for budget in args.budgets:
+        try:
+            parse_budget(budget)
+        except ValueError as err:
+            parser.error(f"--budgets: {err}")
+    if any(o.lstrip("+~").startswith(RESERVED) for o in overrides):
+        parser.error("give budgets with --budgets, seeds with --seeds and the experiment with --experiment, "
+                     f"not as overrides: {overrides}")
+    results = args.results or default_results()
+    print(f"# {shlex.join(['python', 'benchmarks/time_to_accuracy.py', *argv])}")
     print(f"# {summary()}")
-    if args.report is not None:
-        records = [json.loads(p.read_text()) for p in sorted(args.report.glob("seed*.json"))]
-        if not records:
-            parser.error(f"no seed*.json records in {args.report}")
-    else:
-        args.log_dir.mkdir(parents=True, exist_ok=True)
-        records = [run_seed(s, args.log_dir, args.experiment, args.overrides) for s in args.seeds]
-    print(report(records, args.target, args.budget, args.out))
+    if args.report is None:
+        overrides = data_overrides(overrides) + overrides
+        command = shlex.join(["python", "benchmarks/time_to_accuracy.py", *argv])
+        for budget in args.budgets:
+            for seed in args.seeds:
+                # resolved: train.py runs from the repository root, whatever this command's folder
+                run_one(args.experiment, budget, seed, overrides, results, args.log_dir.resolve(), args.force, command)
+    folder = Path(args.report) if args.report else results
+    records = load_records(folder)
+    if not records:
+        parser.error(f"no time-to-accuracy records under {folder}")
+    text = report(records)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    if args.plot is not None:
+        plot(records, args.plot)
+        print(f"plot: {args.plot}")
     return 0
 
 

@@ -1,31 +1,112 @@
-"""benchmarks/time_to_accuracy.py on a tiny synthetic run: records, tables and plot."""
+"""benchmarks/time_to_accuracy.py on one tiny synthetic run with a FLOP budget (the same steps on any
+machine): its record, resuming a grid, and the tables and plot rebuilt from the records alone."""
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 import json
-import sys
-from pathlib import Path
+import shutil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import pytest
 
-import time_to_accuracy  # noqa: E402
+from benchmarks import time_to_accuracy
 
-TINY = ["data=synthetic", "data.num_samples=96", "data.val_size=32", "data.test_size=32", "data.batch_size=32",
-        "trainer.accelerator=cpu", "trainer.max_epochs=2", "scheduler.warmup_epochs=0", "test=false",
+TINY = ["data=synthetic", "data.num_samples=192", "data.val_size=64", "data.test_size=64", "data.batch_size=32",
+        "trainer.accelerator=cpu", "trainer.precision=32-true", "callbacks.progress_bar=null",
         "module.whitening_images=32"]
+BUDGET = "1.3e11flop"  # 12 steps of fastnet at batch 32: 3 epochs of 4
 
 
-def test_runs_seeds_and_reports(tmp_path, capsys):
-    out = tmp_path / "tta.png"
-    assert time_to_accuracy.main(["--seeds", "0", "--target", "0.01", "--log-dir", str(tmp_path / "logs"),
-                                  "--out", str(out), *TINY]) == 0
-    text = capsys.readouterr().out
-    record = json.loads((tmp_path / "logs" / "seed0.json").read_text())
-    assert record["wall_seconds"] > 0 and Path(record["run_dir"]).is_dir()
-    rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| seed | final val acc") and rows[1].startswith("| 0 | 0.")
-    assert sum(r.split("|")[1].strip() in ("1", "2") for r in rows[3:]) == 2  # one row per epoch
-    assert "target 1% met" in text and out.stat().st_size > 1000
-    # report mode reads the same records back without training
-    assert time_to_accuracy.main(["--report", str(tmp_path / "logs")]) == 0
-    assert "| 0 | 0." in capsys.readouterr().out
+def bench(*args: str) -> str:
+    """Run the benchmark's main; its stdout."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert time_to_accuracy.main(list(args)) == 0
+    return out.getvalue()
+
+
+def table_rows(text: str, first_cell: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith(f"| {first_cell} ")]
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """(results folder, log folder, arguments) of one benchmark run: one budget, one seed."""
+    tmp = tmp_path_factory.mktemp("tta")
+    args = ["--budgets", BUDGET, "--seeds", "0", "--results", str(tmp / "results"), "--log-dir", str(tmp / "logs"),
+            "--", *TINY]
+    bench(*args)
+    return tmp / "results", tmp / "logs", args
+
+
+def test_a_run_leaves_a_small_record(grid):
+    results, logs, _ = grid
+    path = results / f"fast_{BUDGET}_seed0.json"
+    assert path.stat().st_size < 10_000
+    record = json.loads(path.read_text())
+    assert [record[k] for k in ("experiment", "budget", "budget_kind", "seed")] == ["fast", BUDGET, "flop", 0]
+    assert record["budget_seconds"] is None and record["budget_flops"] == 1.3e11
+    assert record["overrides"] == TINY  # a data= override: the shared CIFAR-10 folder is not added
+    assert record["command"].startswith(f"python train.py experiment=fast budget={BUDGET} seed=0 data=synthetic")
+    metrics = record["metrics"]
+    assert "best_checkpoint" not in metrics and metrics["budget"] == BUDGET and 0 <= metrics["val/acc"] <= 1
+    assert 0 < metrics["train_flops"] <= 1.3e11 and metrics["train_images_seen"] % 32 == 0
+    assert record["recipe"]["model"] == "fastnet" and record["recipe"]["batch_size"] == 32
+    assert record["recipe"]["lr"] == 0.75 and record["recipe"]["scheduler"].endswith("linear")
+    assert record["recipe"]["precision"] == "32-true"
+    curve = record["val_curve"]
+    assert len(curve) >= 1 and all(0 < t <= record["wall_seconds"] and 0 <= a <= 1 for t, a in curve)
+    assert [t for t, _ in curve] == sorted(t for t, _ in curve)
+    assert set(record["machine"]) == {"cpu", "native_bf16", "cores", "torch"}
+    assert len(list((logs / "results" / path.stem / "train" / "runs").iterdir())) == 1
+
+
+def test_a_recorded_run_is_kept_and_a_different_one_refused(grid):
+    results, logs, args = grid
+    path = results / f"fast_{BUDGET}_seed0.json"
+    before = path.read_text()
+    assert "kept" in bench(*args)  # no second training run
+    assert path.read_text() == before
+    assert len(list((logs / "results" / path.stem / "train" / "runs").iterdir())) == 1
+    with pytest.raises(SystemExit, match="--force replaces it"):
+        bench(*args, "optimizer.lr=0.1")  # same file name, other overrides
+    with pytest.raises(SystemExit):
+        bench("--budgets", "ten", "--report", str(results))
+
+
+def test_report_rebuilds_the_tables_from_the_records_alone(grid, tmp_path):
+    results, logs, _ = grid
+    shutil.rmtree(logs)  # no run folders, no events: the records are enough
+    md, png = tmp_path / "tta.md", tmp_path / "tta.png"
+    text = bench("--report", str(results), "--out", str(md), "--plot", str(png))
+    assert md.read_text() in text and png.stat().st_size > 1000
+    assert f"--budgets {BUDGET} --seeds 0" in text and "native bf16" in text
+    (row,) = table_rows(text, BUDGET)[:1]
+    assert row[1:3] == ["fast", "1"] and " ± " in row[3]
+    assert row[7:9] == ["-", "-"]  # a FLOP budget is no deadline
+    assert table_rows(text, BUDGET)[1][1] == "0"  # the per-run row of seed 0
+
+
+def test_time_budgets_report_wall_time_against_the_budget(grid, tmp_path):
+    real = json.loads((grid[0] / f"fast_{BUDGET}_seed0.json").read_text())
+    for budget, seed, wall in (("20s", 0, 19.8), ("20s", 1, 19.5), ("10s", 0, 11.0)):
+        record = copy.deepcopy(real)
+        record.update(budget=budget, budget_kind="time", budget_seconds=float(budget[:-1]), budget_flops=None,
+                      seed=seed, wall_seconds=wall)
+        (tmp_path / f"fast_{budget}_seed{seed}.json").write_text(json.dumps(record))
+    text = bench("--report", str(tmp_path))
+    twenty, ten = table_rows(text, "20s")[0], table_rows(text, "10s")[0]
+    assert (twenty[2], twenty[7], twenty[8]) == ("2", "0.990", "yes")
+    assert (ten[2], ten[7], ten[8]) == ("1", "1.100", "no")
+    assert text.index("| 10s ") < text.index("| 20s ")  # budgets in order of size
+
+
+@pytest.mark.parametrize("cpu, bf16, slug", [
+    ("AMD EPYC (family 25, model 1)", False, "amd-epyc-fp32"),
+    ("AMD EPYC 9R14 96-Core Processor (family 25, model 17)", True, "amd-epyc-9r14-bf16"),
+    ("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz (family 6, model 106)", True, "intel-xeon-platinum-8375c-bf16"),
+])
+def test_results_are_filed_by_machine(cpu, bf16, slug):
+    assert time_to_accuracy.machine_slug(cpu, bf16) == slug
