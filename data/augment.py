@@ -20,13 +20,14 @@ def pad_images(images: Tensor, padding: int) -> Tensor:
     return F.pad(images, (padding, padding, padding, padding))
 
 
-def gather_crop_flip(padded: Tensor, index: Tensor, size: tuple[int, int], padding: int, flip: bool,
+def gather_crop_flip(padded: Tensor, index: Tensor, size: tuple[int, int], padding: int, flip: bool | Tensor,
                      generator: torch.Generator | None = None) -> Tensor:
-    """Random crop of ``size`` from zero-padded images plus random horizontal flip, batched.
+    """Random crop of ``size`` from zero-padded images plus horizontal flip, batched.
 
     out[b, :, i, j] = padded[index[b], :, i + dy_b, j' + dx_b], with dy_b, dx_b uniform in
     [0, 2p] (a shift of the original content by at most p pixels) and j' = W - 1 - j for the
-    samples whose coin (p = 0.5) says flip, else j' = j. Returns (B, C, H, W), dtype of ``padded``.
+    samples whose coin (p = 0.5) says flip, else j' = j; ``flip`` may instead be a (B,) bool mask
+    of the samples to flip (alternating flips). Returns (B, C, H, W), dtype of ``padded``.
     """
     height, width = size
     batch = padded.index_select(0, index)                                # (B, C, H+2p, W+2p)
@@ -38,10 +39,19 @@ def gather_crop_flip(padded: Tensor, index: Tensor, size: tuple[int, int], paddi
         dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
         dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
         batch = windows[torch.arange(n, device=device), :, dy, dx]      # (B, C, H, W)
-    if flip:
+    if isinstance(flip, Tensor):
+        batch = torch.where(flip.to(device)[:, None, None, None], batch.flip(3), batch)
+    elif flip:
         flipped = torch.rand(n, generator=generator, device=device) < 0.5
         batch = torch.where(flipped[:, None, None, None], batch.flip(3), batch)
     return batch
+
+
+def alternating_flips(num_images: int, seed: int) -> Tensor:
+    """Each image's flip in epoch 0, a fair coin per image; in epoch e it is flipped iff
+    ``(coin + e)`` is odd, so every image is seen mirrored in every other epoch (airbench's
+    derandomised flip, Jordan 2024: the same coverage as random flips with less variance)."""
+    return torch.rand(num_images, generator=torch.Generator().manual_seed(seed)) < 0.5
 
 
 def normalize_constants(mean: Sequence[float], std: Sequence[float], device=None) -> tuple[Tensor, Tensor]:

@@ -72,7 +72,7 @@ class ImageDataModule(L.LightningDataModule):
     ``val_size`` images are held out of the training split by a permutation seeded by ``seed``
     (unless the data set ships its own validation split); the test split is never used for
     validation. Training batches get random crop (zero padding ``crop_padding``), horizontal
-    ``flip`` and ``cutout``; every batch is normalised with ``mean``/``std`` ([0, 1] pixel scale;
+    ``flip`` (true: random; alternate: each image mirrored in every other epoch) and ``cutout``; every batch is normalised with ``mean``/``std`` ([0, 1] pixel scale;
     None: the data set's own). ``loader="memory"`` keeps the split on ``device`` ("cpu", "cuda",
     or "auto" for the trainer's device) and augments whole batches; ``loader="torch"`` uses a
     DataLoader with ``num_workers`` processes and torchvision-v2 transforms. ``channels_last``
@@ -82,7 +82,7 @@ class ImageDataModule(L.LightningDataModule):
     name = "images"
 
     def __init__(self, *, batch_size: int = 128, eval_batch_size: int = 512, val_size: int = 5000, seed: int = 0,
-                 loader: str = "memory", num_workers: int = 2, crop_padding: int = 4, flip: bool = True,
+                 loader: str = "memory", num_workers: int = 2, crop_padding: int = 4, flip: bool | str = True,
                  cutout: int = 0, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  device: str = "cpu", drop_last: bool = True, channels_last: bool = False):
         super().__init__()
@@ -99,7 +99,11 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"give both mean and std or neither, got mean={mean}, std={std}")
         self.batch_size, self.eval_batch_size, self.val_size, self.seed = batch_size, eval_batch_size, val_size, seed
         self.loader, self.num_workers, self.device, self.drop_last = loader, num_workers, device, drop_last
-        self.crop_padding, self.flip, self.cutout = crop_padding, bool(flip), cutout
+        if flip not in (True, False, "alternate"):
+            raise ValueError(f"flip should be true, false or alternate, got {flip!r}")
+        if flip == "alternate" and loader != "memory":
+            raise ValueError(f"flip=alternate (mirrored in every other epoch) needs loader=memory, got loader={loader!r}")
+        self.crop_padding, self.flip, self.cutout = crop_padding, flip, cutout
         self.channels_last = channels_last
         self.mean, self.std = _floats(mean), _floats(std)
         if self.mean is not None:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from convzoo.checks import check_positive
 
-from .augment import cutout_, gather_crop_flip, normalize, normalize_constants, pad_images
+from .augment import alternating_flips, cutout_, gather_crop_flip, normalize, normalize_constants, pad_images
 
 
 def distributed_rank_and_world_size() -> tuple[int, int]:
@@ -39,8 +39,9 @@ class InMemoryLoader:
     """Yields (float32 images (B, C, H, W), int64 labels (B,)) from uint8 images held on ``device``.
 
     Per epoch: a permutation seeded by ``seed + epoch`` (or the identity without ``shuffle``),
-    split into batches; per batch: random crop with zero padding ``crop_padding``, random
-    horizontal flip, ``(x / 255 - mean) / std``, then cutout of side ``cutout``.
+    split into batches; per batch: random crop with zero padding ``crop_padding``, horizontal
+    flip (``flip=True``: a coin per sample; ``"alternate"``: each image mirrored in every other
+    epoch, ``augment.alternating_flips``), ``(x / 255 - mean) / std``, then cutout of side ``cutout``.
 
     The epoch advances by one per pass (when its first batch is drawn); ``set_epoch(e)`` sets the
     next one explicitly.
@@ -51,7 +52,7 @@ class InMemoryLoader:
 
     def __init__(self, images_uint8: Tensor, labels: Tensor, *, batch_size: int, shuffle: bool,
                  drop_last: bool, mean: Sequence[float], std: Sequence[float], crop_padding: int = 0,
-                 flip: bool = False, cutout: int = 0, device: str | torch.device = "cpu", seed: int = 0,
+                 flip: bool | str = False, cutout: int = 0, device: str | torch.device = "cpu", seed: int = 0,
                  channels_last: bool = False, rank: int | None = None, world_size: int | None = None):
         if images_uint8.dtype != torch.uint8 or images_uint8.dim() != 4:
             raise ValueError(f"images_uint8 should be a uint8 tensor (N, C, H, W), got "
@@ -78,7 +79,11 @@ class InMemoryLoader:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self._scale, self._shift = normalize_constants(self.mean, self.std, self.device)
+        if flip not in (True, False, "alternate"):
+            raise ValueError(f"flip should be true, false or alternate, got {flip!r}")
         self.crop_padding, self.flip, self.cutout = crop_padding, flip, cutout
+        # the same coins on every rank: each image's flip depends on the image, not the shard
+        self._coins = alternating_flips(self.num_total, seed) if flip == "alternate" else None
         self.seed, self.channels_last = seed, channels_last
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -114,8 +119,11 @@ class InMemoryLoader:
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
             if self.crop_padding or self.flip:
+                flip = self.flip
+                if flip == "alternate":  # (coin + epoch) odd: mirrored in every other epoch
+                    flip = self._coins.to(index.device).index_select(0, index) ^ bool(epoch % 2)
                 images = gather_crop_flip(self.images, index, self.image_size, self.crop_padding,
-                                          self.flip, generator)
+                                          flip, generator)
             else:
                 images = self.images.index_select(0, index)
             images = normalize(images, self._scale, self._shift)         # (B, C, H, W) float32

@@ -192,6 +192,13 @@ def test_a_flop_budget_too_small_for_one_step_is_refused_before_the_data(tmp_pat
     assert not (tmp_path / "config.yaml").exists()
 
 
+def test_a_time_budget_spent_before_the_first_step_is_refused(tmp_path, compose_train, tiny, clock, monkeypatch):
+    monkeypatch.setattr(budget_mod, "_launch", CLOCK.now - 10)  # the command started 10 s ago
+    cfg = compose_train(*tiny, "budget=5s", tmp_path=tmp_path)
+    with pytest.raises(ValueError, match=r"budget=5s is too small for one optimizer step here \(10 s used before"):
+        train(cfg)
+
+
 @pytest.mark.parametrize("value", ["-10min", "soon"])
 def test_a_malformed_budget_is_refused_before_the_data(tmp_path, compose_train, tiny, value):
     cfg = compose_train(*tiny, f"budget={value}", tmp_path=tmp_path)

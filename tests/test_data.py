@@ -186,6 +186,26 @@ def test_flip_is_an_exact_mirror_for_flipped_samples():
     assert (same | mirrored).all() and same.any() and mirrored.any()
 
 
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch():
+    images = position_images(40, 5, 7).expand(40, 3, 5, 7).contiguous()
+    it = loader(images, flip="alternate", seed=3, shuffle=True)
+    original = images[:1].float()
+    mirrored = []
+    for _ in range(3):  # epochs 0, 1, 2; labels are the image indices, in shuffled order
+        x, y = collect(it)
+        flipped = ((x * 255).round() == original.flip(-1)).flatten(1).all(1)
+        mirrored.append(torch.zeros(40, dtype=torch.bool).index_put((y,), flipped))
+    assert 5 < int(mirrored[0].sum()) < 35                     # epoch 0: a coin per image
+    assert torch.equal(mirrored[1], ~mirrored[0]) and torch.equal(mirrored[2], mirrored[0])
+
+
+def test_alternating_flip_needs_the_memory_loader():
+    with pytest.raises(ValueError, match="flip should be true, false or alternate, got 'yes'"):
+        loader(torch.zeros(4, 1, 4, 4, dtype=torch.uint8), mean=(0.0,), std=(1.0,), flip="yes")
+    with pytest.raises(ValueError, match="flip=alternate .* needs loader=memory, got loader='torch'"):
+        SyntheticDataModule(num_samples=64, val_size=16, loader="torch", flip="alternate")
+
+
 def test_cutout_zeros_one_square_clipped_at_the_border():
     images = torch.full((64, 1, 16, 16), 255, dtype=torch.uint8)
     x, _ = collect(loader(images, mean=(0.0,), std=(1.0,), cutout=4, seed=2))

@@ -85,6 +85,15 @@ def test_bad_model_spec_fails_before_the_data_is_read(override, match, monkeypat
     ("module.compile=2", r"module\.compile should be true, false or auto, got 2"),
     ("calibration.min_steps=-1", r"calibration\.min_steps should be >= 0, got -1"),
     ("calibration.compile_min_minutes=-5", r"calibration\.compile_min_minutes should be >= 0, got -5"),
+    ("calibration.min_seconds=-1", r"calibration\.min_seconds should be >= 0, got -1"),
+    ("budget=-10min", r"budget='-10min' should be more than zero; give a time \(budget=10min"),
+    ("budget=soon", r"budget='soon' is not a budget; give a time \(budget=10min, budget=90s, budget=1\.5h\) or "
+                    r"training FLOPs \(budget=2e15flop, budget=2PFLOP\)"),
+    ("budget=600", r"budget='600' is not a budget; .*600 has no unit: write budget=600s or budget=600flop"),
+    ("budget=10parsecs", r"budget='10parsecs' has an unknown unit 'parsecs'"),
+    ("budget=1e6flop", r"budget=1e6flop is smaller than one optimizer step of resnet20 \(6 x 40\.6M MACs x 32 "
+                       r"images = 7\.79e\+09 FLOPs\); give at least budget=7\.79e\+09flop"),
+    ("data.flip=sideways", r"flip should be true, false or alternate, got 'sideways'"),
 ])
 def test_out_of_range_value_fails_before_anything_is_written(override, match, fails, tiny):
     fails([*tiny, override], ValueError, match)

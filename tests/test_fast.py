@@ -108,11 +108,9 @@ def test_head_pool_choice():
 
 
 def test_experiment_fast_fits_whitening_before_training(tmp_path, compose_train, tiny):
-    cfg = compose_train(*tiny, "experiment=fast", "data.batch_size=32", "trainer.max_epochs=1",
-                        "scheduler.warmup_epochs=0", tmp_path=tmp_path)
-    assert cfg.model.name == "fastnet" and cfg.module.label_smoothing == 0.2
-    cfg.callbacks.lookahead.start_epoch = 0
-    metrics = train(cfg)
+    cfg = compose_train(*tiny, "experiment=fast", "data.batch_size=32", "budget=1e11flop", tmp_path=tmp_path)
+    assert cfg.model.name == "fastnet" and cfg.module.label_smoothing == 0.2 and cfg.budget == "1e11flop"
+    metrics = train(cfg)  # 1e11 / (6 x 54.2M MACs x 32 images) = 9 steps: Lookahead from step 2.6, freeze from 2.7
     assert metrics["model"] == "fastnet" and 0.0 <= metrics["val/acc"] <= 1.0
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert bool(state["net.stem.0.fitted"])
@@ -120,3 +118,22 @@ def test_experiment_fast_fits_whitening_before_training(tmp_path, compose_train,
     assert torch.equal(weight[12:], -weight[:12])               # set by fit(), not the random init
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert any("Lookahead" in key for key in ckpt["callbacks"])  # its slow weights resume with the run
+
+
+def test_whitening_bias_freezes_at_its_fraction_of_the_run():
+    from types import SimpleNamespace
+
+    from convzoo.training.freeze import FreezeWhiteningBias
+
+    module = SimpleNamespace(net=create_model("fastnet"))
+    trainable = {name for name, p in module.net.named_parameters() if p.requires_grad}
+    bias = module.net.stem[0].bias
+    bias.grad = torch.ones_like(bias)
+    callback = FreezeWhiteningBias(after_fraction=0.3)
+    callback.on_train_batch_start(SimpleNamespace(global_step=29, estimated_stepping_batches=100), module, None, 0)
+    assert bias.requires_grad
+    callback.on_train_batch_start(SimpleNamespace(global_step=30, estimated_stepping_batches=100), module, None, 0)
+    assert not bias.requires_grad and bias.grad is None
+    assert {name for name, p in module.net.named_parameters() if p.requires_grad} == trainable - {"stem.0.bias"}
+    with pytest.raises(ValueError, match=r"after_fraction should be in \[0, 1\], got 1.5"):
+        FreezeWhiteningBias(after_fraction=1.5)

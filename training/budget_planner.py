@@ -3,7 +3,8 @@
 A FLOP budget fixes the step count before the first step. A time budget starts from an estimate
 (the calibration's measured speed, or ten epochs when there is none) and re-plans from what the
 run itself measures: the seconds per training step once ``warmup_steps`` (compilation, first-call
-set-up) are past, and the seconds each epoch spends outside its steps (validation, checkpoints).
+set-up) are past, averaged over the last ``recent_steps``, and the seconds each epoch spends
+outside its steps (validation, checkpoints).
 It re-plans after ``probe_steps`` measured steps, after every validation and every
 ``replan_every`` steps; each time the trainer's ``max_steps`` and the learning-rate schedule are set
 to the new total, so the schedule always ends at the last step. At that step the run stops with
@@ -19,6 +20,7 @@ import logging
 import math
 import time
 import warnings
+from collections import deque
 from datetime import datetime, timedelta
 
 import lightning as L
@@ -31,9 +33,11 @@ log = logging.getLogger(__name__)
 class BudgetPlanner(L.Callback):
     def __init__(self, budget: Budget, total_steps: int, *, started: float, images_per_step: int,
                  flops_per_image: float, step_seconds: float | None = None, steps_cap: int | None = None,
-                 warmup_steps: int = 2, probe_steps: int = 8, replan_every: int = 50,
+                 warmup_steps: int = 2, probe_steps: int = 8, replan_every: int = 50, recent_steps: int = 25,
                  eval_end_passes: float = 1.0, end_fixed_seconds: float = 5.0) -> None:
-        """``started``: ``time.time()`` when the run began (charged to the budget); ``steps_cap``:
+        """``started``: ``time.time()`` when the run began (charged to the budget); ``recent_steps``:
+        the step time is the mean of the last this many steps (the speed of a shared machine
+        drifts: a run planned on its mean so far ended 14% early once a neighbour stopped); ``steps_cap``:
         ``trainer.max_steps`` when the user set it too (the run stops at whichever comes first);
         ``eval_end_passes``: validation-sized passes after the last step (figures, test);
         ``end_fixed_seconds``: the rest of the end (drawing figures, writing hparams and the last
@@ -45,7 +49,8 @@ class BudgetPlanner(L.Callback):
         self.used_before = 0.0           # seconds charged by earlier sessions of a resumed run
         self.loaded: dict | None = None  # the plan a checkpoint brought back
         self.step_seconds = step_seconds  # estimate until measured
-        self._train_seconds, self._train_steps, self._seen_steps = 0.0, 0, 0
+        self._recent: deque[float] = deque(maxlen=recent_steps)
+        self._train_steps, self._seen_steps = 0, 0
         self._last_end: float | None = None
         self._crossed = False            # an interval that holds a validation or an epoch boundary
         self._overhead: float | None = None
@@ -100,6 +105,10 @@ class BudgetPlanner(L.Callback):
             self.used_before = float(self.loaded.get("seconds_used", 0.0))
             self._apply(trainer, pl_module, int(self.loaded["total_steps"]), "resumed with the saved plan")
         else:
+            used = self.seconds_used()
+            if self.budget.kind == "time" and used >= self.budget.amount:
+                raise ValueError(f"budget={self.budget.text} is too small for one optimizer step here ({used:.0f} s "
+                                 "used before the first step: start-up, data loading, calibration); give a longer budget")
             self._apply(trainer, pl_module, self.total, "first estimate")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -108,8 +117,10 @@ class BudgetPlanner(L.Callback):
         if self._last_end is not None and self._seen_steps > self.warmup_steps:
             interval = now - self._last_end
             if not self._crossed:
-                self._train_seconds, self._train_steps = self._train_seconds + interval, self._train_steps + 1
-                self.step_seconds = self._train_seconds / self._train_steps
+                self._recent.append(interval)
+                self._train_steps += 1
+                # the recent steps predict the next ones best: the speed of a shared machine changes
+                self.step_seconds = sum(self._recent) / len(self._recent)
             elif self._train_steps:  # the epoch's time outside its steps
                 self._overhead = max(0.0, interval - self.step_seconds)
         crossed, self._crossed, self._last_end = self._crossed, False, now
@@ -149,9 +160,6 @@ class BudgetPlanner(L.Callback):
 
     def _apply(self, trainer, pl_module, total: int, why: str) -> None:
         total = min(total, self.steps_cap) if self.steps_cap else total
-        if total < 1 and trainer.global_step == 0:
-            raise ValueError(f"budget={self.budget.text} is too small for one optimizer step here "
-                             f"({self.seconds_used():.0f} s used before the first step)")
         self.total = max(total, trainer.global_step)
         trainer.fit_loop.epoch_loop.max_steps = self.total
         rebuild = getattr(pl_module, "rebuild_schedules", None)

@@ -51,6 +51,7 @@ def validate_config(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes",
             raise ValueError(f"module.{key} should be true, false or auto, got {value!r}")
     calibration = cfg.get("calibration") or {}
     _check("calibration.min_steps", calibration.get("min_steps"), lambda v: v >= 0, ">= 0")
+    _check("calibration.min_seconds", calibration.get("min_seconds"), lambda v: v >= 0, ">= 0")
     _check("calibration.compile_min_minutes", calibration.get("compile_min_minutes"), lambda v: v >= 0, ">= 0")
     check_budget(cfg, net_args)
     model = cfg.model

@@ -91,8 +91,9 @@ def train(cfg: DictConfig) -> dict:
 
     hparams = {**model_hparams(cfg, report), **module.hparams_summary(),
                "channels_last": setting.channels_last, "compile": setting.compile}
-    if budget is not None:
+    if budget is not None:  # the budget, not max_epochs, sizes the run
         hparams["budget"] = budget.text
+        hparams.pop("epochs", None)
     callbacks = instantiate_list(cfg.get("callbacks"), hparams=hparams, complexity_table=report.table())
     if budget is not None and cfg.trainer.get("fast_dev_run"):
         log.info("budget=%s not planned: trainer.fast_dev_run runs its own few steps", budget.text)
@@ -113,6 +114,7 @@ def train(cfg: DictConfig) -> dict:
     images = trainer.global_step * int(cfg.data.batch_size) * accumulation(cfg) * trainer.world_size
     summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "run_seconds": time.time() - started,
                "train_images_seen": images, "train_flops": 6.0 * report.total_macs * images,
+               "epochs_trained": images / max(1, datamodule.num_train or 1),
                "best_checkpoint": best}
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
