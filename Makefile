@@ -19,12 +19,12 @@ install: $(STAMP)
 # where the shared JPEG copy of CIFAR-10 is present (no internet needed), it is used instead.
 # More Hydra overrides go in ARGS: make train ARGS="budget=20min", ARGS="model=resnet20";
 # another recipe in EXPERIMENT: make train EXPERIMENT=resnet_paper ARGS="model=resnet56" (He et al.'s
-# 64k iterations), make train EXPERIMENT=null ARGS="trainer.max_epochs=30" (the plain recipe by epochs).
+# 64k iterations), make train EXPERIMENT= ARGS="trainer.max_epochs=30" (no experiment: the plain recipe by epochs).
 SHARED_CIFAR := ../shared/datasets/cifar10-jpeg
 DATA ?= $(if $(wildcard $(SHARED_CIFAR)/train),data=folder data.root=$(SHARED_CIFAR),)
 EXPERIMENT ?= fast
 train: $(STAMP)
-	$(PY) train.py experiment=$(EXPERIMENT) $(DATA) $(ARGS)
+	$(PY) train.py $(if $(EXPERIMENT),experiment=$(EXPERIMENT),) $(DATA) $(ARGS)
 
 # The zoo's complexity table.
 zoo: $(STAMP)

@@ -69,7 +69,8 @@ def run_one(experiment: str, budget: str, seed: int, overrides: list[str], resul
                          "--force replaces it, --results DIR keeps both")
     runs_dir = log_root / results.name / path.stem / "train" / "runs"
     before = set(runs_dir.iterdir()) if runs_dir.is_dir() else set()
-    train = ["train.py", f"experiment={experiment}", f"budget={budget}", f"seed={seed}", *overrides]
+    recipe = [] if experiment == "none" else [f"experiment={experiment}"]  # none: train.yaml's plain recipe
+    train = ["train.py", *recipe, f"budget={budget}", f"seed={seed}", *overrides]
     if not any(o.startswith("callbacks.progress_bar=") for o in overrides):
         train.append("callbacks.progress_bar=null")  # a progress bar in a captured stream is noise
     command = shlex.join(["python", *train])
@@ -113,7 +114,7 @@ def budget_table(records: list[dict]) -> str:
     for r in records:
         groups.setdefault(group_key(r), []).append(r)
     rows = []
-    for (slug, experiment, budget, _), runs in groups.items():
+    for (slug, experiment, budget, overrides), runs in groups.items():
         accs = [r["metrics"].get("val/acc") for r in runs if r["metrics"].get("val/acc") is not None]
         walls = [r["wall_seconds"] for r in runs]
         ratios = [ratio(r) for r in runs if ratio(r) is not None]
@@ -124,11 +125,12 @@ def budget_table(records: list[dict]) -> str:
                      acc(max(accs)) if accs else "-", f"{statistics.fmean(walls):.0f}", f"{max(walls):.0f}",
                      f"{max(ratios):.3f}" if ratios else None,
                      ("yes" if all(abs(q - 1) <= ON_BUDGET for q in ratios) else "no") if ratios else None,
-                     format_number(round(statistics.fmean(images))), slug, ", ".join(precisions)])
+                     format_number(round(statistics.fmean(images))), slug, ", ".join(precisions),
+                     " ".join(o for o in overrides if not o.startswith(("data=", "data.root="))) or "-"])
     header = ["budget", "experiment", "runs", "val acc (mean ± std)", "best run's val acc", "wall mean (s)",
               "wall max (s)", "max wall / budget", f"all within ±{ON_BUDGET:.0%}", "images seen (mean)", "machine",
-              "precision"]
-    return markdown_table(header, rows, "llrrrrrrlrll")
+              "precision", "overrides"]
+    return markdown_table(header, rows, "llrrrrrrlrlll")
 
 
 def run_table(records: list[dict]) -> str:
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", nargs="+", default=["5min", "10min", "20min"],
                         help="train.py budgets: 5min 10min 2e15flop ...")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--experiment", default="fast")
+    parser.add_argument("--experiment", default="fast", help="configs/experiment/<name>.yaml; none: the plain recipe")
     parser.add_argument("--results", type=Path, default=None,
                         help="the records' folder (default docs/results/time_to_accuracy/<machine>)")
     parser.add_argument("--log-dir", type=Path, default=ROOT / "logs" / "time_to_accuracy",

@@ -137,3 +137,29 @@ def test_whitening_bias_freezes_at_its_fraction_of_the_run():
     assert {name for name, p in module.net.named_parameters() if p.requires_grad} == trainable - {"stem.0.bias"}
     with pytest.raises(ValueError, match=r"after_fraction should be in \[0, 1\], got 1.5"):
         FreezeWhiteningBias(after_fraction=1.5)
+
+
+def test_test_time_augmentation_views_and_weights():
+    from convzoo.training.metrics import tta_logits
+
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+
+    def forward(images):  # (N, 2): the top-left pixel and the mean
+        return torch.stack([images[:, 0, 0, 0], images.mean((1, 2, 3))], 1)
+
+    assert torch.equal(tta_logits(forward, x), forward(x))
+    assert torch.equal(tta_logits(forward, x, flip=True), (forward(x) + forward(x.flip(3))) / 2)
+    up_left = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")[..., :4, :4]
+    down_right = x[..., 1:, 1:]  # the down-right shift's top-left pixel is x[1, 1]
+    got = tta_logits(forward, x, translate=1)
+    assert torch.allclose(got[:, 0], 0.5 * x[:, 0, 0, 0] + 0.25 * up_left[:, 0, 0, 0] + 0.25 * down_right[:, 0, 0, 0])
+    with pytest.raises(ValueError, match="tta_translate should be an integer >= 0 \\(pixels\\), got -1"):
+        create_module_with(tta_translate=-1)
+
+
+def create_module_with(**options):
+    from functools import partial
+
+    from convzoo.training.classify import ClassificationModule
+
+    return ClassificationModule(create_model("resnet20"), partial(torch.optim.SGD, lr=0.1), num_classes=10, **options)

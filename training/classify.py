@@ -9,6 +9,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from .metrics import tta_logits
 from .task import TaskModule
 
 
@@ -30,6 +31,7 @@ class ClassificationModule(TaskModule):
         channels_last: bool = False,
         compile: bool = False,
         tta_flip: bool = False,
+        tta_translate: int = 0,
         whitening_images: int = 5000,
         norm_bias_lr_scale: float = 1.0,
         model_cfg: dict | None = None,
@@ -42,6 +44,8 @@ class ClassificationModule(TaskModule):
             num_classes = self.data_info.get("num_classes")
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes should be an integer >= 1 (or given by data_info), got {num_classes!r}")
+        if isinstance(tta_translate, bool) or not isinstance(tta_translate, int) or tta_translate < 0:
+            raise ValueError(f"tta_translate should be an integer >= 0 (pixels), got {tta_translate!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing should be in [0, 1), got {label_smoothing}")
         # The net is saved by its config (``model_cfg``, plain data) so a checkpoint can be read
@@ -66,12 +70,11 @@ class ClassificationModule(TaskModule):
         return self.net(x)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores (N, num_classes); in eval mode with ``tta_flip``, averaged with the
-        mirrored image's (test-time augmentation, as airbench does)."""
-        out = self(x)
-        if self.hparams.tta_flip and not self.training:
-            out = (out + self(x.flip(3))) / 2
-        return out
+        """Class scores (N, num_classes); in eval mode with the test-time augmentation of
+        ``tta_flip`` / ``tta_translate`` (``metrics.tta_logits``, as airbench evaluates)."""
+        if self.training:
+            return self(x)
+        return tta_logits(self, x, self.hparams.tta_flip, self.hparams.tta_translate)
 
     def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch

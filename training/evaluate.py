@@ -59,7 +59,8 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt_path: str | Path, *, verbose: bool
     split = "test" if dm.has_test else "val"
     loader = dm.test_dataloader() if dm.has_test else dm.val_dataloader()
     tta_flip = bool(ckpt["hyper_parameters"].get("tta_flip", False))  # evaluate as validation did
-    preds, targets, loss_sum = predict(net, loader, device, tta_flip=tta_flip)
+    tta_translate = int(ckpt["hyper_parameters"].get("tta_translate", 0))
+    preds, targets, loss_sum = predict(net, loader, device, tta_flip=tta_flip, tta_translate=tta_translate)
     input_shape = (dm.in_chans, *dm.image_size)
     report = complexity(net, input_shape, device=device)
 

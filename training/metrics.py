@@ -2,6 +2,8 @@
 confusion matrix of a classifier over a loader."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,17 +11,34 @@ from torch import nn
 from .reporting import confusion_matrix, per_class_accuracy
 
 
+def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, flip: bool = False,
+               translate: int = 0) -> torch.Tensor:
+    """Logits with test-time augmentation, as airbench evaluates (Jordan 2024). ``flip``: the mean of
+    the logits of each image and its mirror image. ``translate=t`` (> 0): half of that, plus a
+    quarter each for the views shifted by t pixels up-left and down-right (reflect padding), flipped
+    too when ``flip``: 2 forward passes per image with flip, 6 with both."""
+    def views(images: torch.Tensor) -> torch.Tensor:
+        out = forward(images).float()  # (N, num_classes)
+        return (out + forward(images.flip(3)).float()) / 2 if flip else out
+
+    logits = views(x)
+    if translate > 0:
+        t, (height, width) = translate, x.shape[-2:]
+        padded = F.pad(x, (t, t, t, t), mode="reflect")
+        shifted = (views(padded[..., :height, :width]) + views(padded[..., 2 * t:, 2 * t:])) / 2
+        logits = (logits + shifted) / 2
+    return logits
+
+
 @torch.inference_mode()
-def predict(net: nn.Module, loader, device: torch.device, tta_flip: bool = False
+def predict(net: nn.Module, loader, device: torch.device, tta_flip: bool = False, tta_translate: int = 0
             ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(predictions, targets, summed cross-entropy) over a loader, in fp32; ``tta_flip`` averages
-    the logits of each image and its mirror image, as training's validation did."""
+    """(predictions, targets, summed cross-entropy) over a loader, in fp32, with the test-time
+    augmentation training's validation used (``tta_logits``)."""
     preds, targets, loss = [], [], 0.0
     for x, y in loader:
         x = x.to(device, torch.float32)
-        logits = net(x).float()  # (N, num_classes)
-        if tta_flip:
-            logits = (logits + net(x.flip(3)).float()) / 2
+        logits = tta_logits(net, x, tta_flip, tta_translate)  # (N, num_classes)
         y = y.to(device)
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         preds.append(logits.argmax(1).cpu())
