@@ -127,7 +127,8 @@ def test_real_timing_leaves_net_and_rng_alone():
 
 
 def test_train_records_the_choice(compose_train, tiny, tmp_path):
-    cfg = compose_train(*tiny, "trainer.max_epochs=1", "trainer.precision=auto", tmp_path=tmp_path)
+    cfg = compose_train(*tiny, "trainer.max_epochs=1", "trainer.precision=auto",
+                        f"calibration.cache={tmp_path / 'cache.json'}", tmp_path=tmp_path)  # nothing cached by other tests
     metrics = train(cfg)
     record = json.loads((tmp_path / "calibration.json").read_text())
     assert record["source"].startswith("default: run of 4 steps")  # 4 steps: nothing timed
