@@ -11,8 +11,8 @@ total number of steps first and defines its schedule over that total.
 - Time: the step count follows from the run's own measured speed (``training/budget_planner.py``),
   so the run, data loading, validation and the final test included, ends by the deadline.
 
-This file is plain arithmetic (no Lightning); the callback that measures and re-plans is in
-``budget_planner.py``.
+This file is plain Python (no Lightning): parsing, the arithmetic, and when a run began; the
+callback that measures and re-plans is in ``budget_planner.py``.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 SECONDS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
            "min": 60, "mins": 60, "minute": 60, "minutes": 60,
@@ -127,8 +128,8 @@ def mark_launch() -> None:
     global _launch
     now = time.time()
     try:  # Linux: field 22 of /proc/self/stat is the start in clock ticks after boot
-        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
-        uptime = float(open("/proc/uptime").read().split()[0])
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
         age = uptime - ticks / os.sysconf("SC_CLK_TCK")
         _launch = now - age if 0 <= age < 600 else now
     except (OSError, ValueError, IndexError):
