@@ -167,12 +167,12 @@ def test_a_resumed_budget_run_keeps_its_plan_and_matches_an_uninterrupted_one(tm
 
 def test_a_resumed_time_budget_charges_the_seconds_used_before(clock):
     planner = budget_planner.BudgetPlanner(Budget("time", 100.0, "100s"), 10, started=clock.now,
-                                           images_per_step=32, flops_per_image=1.0)
+                                           images_per_step=32)
     clock.now += 30
     saved = planner.state_dict()
     assert saved["seconds_used"] == 30
     later = budget_planner.BudgetPlanner(Budget("time", 100.0, "100s"), 99, started=clock.now,
-                                         images_per_step=32, flops_per_image=1.0)
+                                         images_per_step=32)
     later.load_state_dict(saved)
     clock.now += 5
 

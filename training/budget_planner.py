@@ -25,14 +25,14 @@ from datetime import datetime, timedelta
 
 import lightning as L
 
-from .budget import Budget, Progress, steps_for_flops, total_steps_within, train_flops_per_image
+from .budget import Budget, Progress, steps_for_flops, total_steps_within
 
 log = logging.getLogger(__name__)
 
 
 class BudgetPlanner(L.Callback):
     def __init__(self, budget: Budget, total_steps: int, *, started: float, images_per_step: int,
-                 flops_per_image: float, step_seconds: float | None = None, steps_cap: int | None = None,
+                 step_seconds: float | None = None, steps_cap: int | None = None,
                  warmup_steps: int = 2, probe_steps: int = 8, replan_every: int = 50, recent_steps: int = 25,
                  eval_end_passes: float = 1.0, end_fixed_seconds: float = 5.0) -> None:
         """``started``: ``time.time()`` when the run began (charged to the budget); ``recent_steps``:
@@ -43,7 +43,7 @@ class BudgetPlanner(L.Callback):
         ``end_fixed_seconds``: the rest of the end (drawing figures, writing hparams and the last
         checkpoint, exiting), a few seconds on a 2-core CPU."""
         self.budget, self.total, self.started = budget, int(total_steps), started
-        self.images_per_step, self.flops_per_image = images_per_step, flops_per_image
+        self.images_per_step = images_per_step
         self.steps_cap, self.warmup_steps, self.probe_steps = steps_cap, warmup_steps, probe_steps
         self.replan_every, self.eval_end_passes, self.end_fixed_seconds = replan_every, eval_end_passes, end_fixed_seconds
         self.used_before = 0.0           # seconds charged by earlier sessions of a resumed run
@@ -190,5 +190,5 @@ def make_planner(budget: Budget, *, macs_per_image: float, batch_size: int, accu
         warnings.warn(f"budget={budget.text} and trainer.max_steps={steps_cap} are both set: the run stops at "
                       "whichever comes first, and its schedule ends there", stacklevel=2)
     return BudgetPlanner(budget, total, started=started, images_per_step=images_per_step,
-                         flops_per_image=train_flops_per_image(macs_per_image), step_seconds=step_seconds,
+                         step_seconds=step_seconds,
                          steps_cap=steps_cap, eval_end_passes=end_passes)

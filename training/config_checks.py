@@ -83,8 +83,12 @@ def check_budget(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes", "i
                                      (cfg.data.get("in_chans") or 3, *size), device="meta")
     except Exception:
         return  # the model's own checks report a bad spec; train() checks the budget again with the data
-    accumulate = max(1, int(cfg.trainer.get("accumulate_grad_batches") or 1))
-    steps_for_flops(budget, macs, int(cfg.data.get("batch_size") or 1) * accumulate, str(cfg.model.get("name")))
+    steps_for_flops(budget, macs, int(cfg.data.get("batch_size") or 1) * accumulation(cfg), str(cfg.model.get("name")))
+
+
+def accumulation(cfg: DictConfig) -> int:
+    """Batches per optimizer step (``trainer.accumulate_grad_batches``, 1 when unset)."""
+    return max(1, int(cfg.trainer.get("accumulate_grad_batches") or 1))
 
 
 def _model_cfg_for(cfg: DictConfig, net_args) -> dict:

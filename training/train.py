@@ -17,11 +17,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.models.complexity import complexity
-from .budget import parse_budget, run_start_time, steps_for_flops
+from .budget import parse_budget, run_start_time, steps_for_flops, train_flops_per_image
 from .budget_planner import make_planner
 from .calibrate import choose
 from .cli import ensure_writable
-from .config_checks import check_data_fits, check_resume_checkpoint, validate_config
+from .config_checks import accumulation, check_data_fits, check_resume_checkpoint, validate_config
 from .instantiate import instantiate_checked, instantiate_list
 from .runs import find_last_checkpoint, run_dir_of
 from .task import TaskModule
@@ -113,16 +113,12 @@ def train(cfg: DictConfig) -> dict:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     images = trainer.global_step * int(cfg.data.batch_size) * accumulation(cfg) * trainer.world_size
     summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "run_seconds": time.time() - started,
-               "train_images_seen": images, "train_flops": 6.0 * report.total_macs * images,
+               "train_images_seen": images, "train_flops": train_flops_per_image(report.total_macs) * images,
                "epochs_trained": images / max(1, datamodule.num_train or 1),
                "best_checkpoint": best}
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def accumulation(cfg: DictConfig) -> int:
-    return max(1, int(cfg.trainer.get("accumulate_grad_batches") or 1))
 
 
 def budget_planner(cfg: DictConfig, budget, macs: float, datamodule, choice, started: float):
