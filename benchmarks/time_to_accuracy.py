@@ -24,16 +24,14 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages are importable
 
-from benchmarks._tta_records import (load_records, machine, machine_slug, make_record, record_name,  # noqa: E402
-                                     same_run, write_record)
+from benchmarks._records import (launch, load_records, machine, machine_slug, make_record,  # noqa: E402
+                                 record_name, same_run, write_record)
 from convzoo.training.budget import parse_budget  # noqa: E402
 from convzoo.training.machine import summary  # noqa: E402
 from convzoo.training.tables import format_number, markdown_table  # noqa: E402
@@ -59,7 +57,7 @@ def data_overrides(overrides: list[str]) -> list[str]:
 def run_one(experiment: str, budget: str, seed: int, overrides: list[str], results: Path, log_root: Path,
             force: bool, benchmark_command: str) -> None:
     """Launch one training command and write its record, unless a record of it exists."""
-    path = results / record_name(experiment, budget, seed)
+    path = results / record_name(experiment, budget, f"seed{seed}")
     if path.exists() and not force:
         old = json.loads(path.read_text())
         if same_run(old, experiment, budget, seed, overrides):
@@ -68,26 +66,13 @@ def run_one(experiment: str, budget: str, seed: int, overrides: list[str], resul
         raise SystemExit(f"{path} holds a run with overrides {old.get('overrides')}, not {overrides}; "
                          "--force replaces it, --results DIR keeps both")
     runs_dir = log_root / results.name / path.stem / "train" / "runs"
-    before = set(runs_dir.iterdir()) if runs_dir.is_dir() else set()
     recipe = [] if experiment == "none" else [f"experiment={experiment}"]  # none: train.yaml's plain recipe
-    train = ["train.py", *recipe, f"budget={budget}", f"seed={seed}", *overrides]
-    if not any(o.startswith("callbacks.progress_bar=") for o in overrides):
-        train.append("callbacks.progress_bar=null")  # a progress bar in a captured stream is noise
-    command = shlex.join(["python", *train])
-    print(f"# {command}", flush=True)
-    launched, start = time.time(), time.perf_counter()
-    done = subprocess.run([sys.executable, *train, f"paths.log_dir={runs_dir.parents[1]}"], cwd=ROOT,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"budget {budget} seed {seed} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    new = sorted(set(runs_dir.iterdir()) - before) if runs_dir.is_dir() else []
-    if len(new) != 1:
-        raise SystemExit(f"expected one new run folder under {runs_dir}, found {len(new)}")
-    record = make_record(new[0], experiment=experiment, budget=budget, seed=seed, overrides=overrides,
-                         command=command, benchmark_command=benchmark_command, launched=launched, wall_seconds=wall)
+    run = launch([*recipe, f"budget={budget}", f"seed={seed}", *overrides], runs_dir, ROOT)
+    record = make_record(run["run_dir"], experiment=experiment, budget=budget, seed=seed, overrides=overrides,
+                         command=run["command"], benchmark_command=benchmark_command, launched=run["launched"],
+                         wall_seconds=run["wall_seconds"])
     write_record(path, record)
-    print(f"# {wall:.0f} s, val acc {record['metrics'].get('val/acc', float('nan')):.4f}: {path}", flush=True)
+    print(f"# {run['wall_seconds']:.0f} s, val acc {record['metrics'].get('val/acc', float('nan')):.4f}: {path}", flush=True)
 
 
 def budget_order(record: dict) -> tuple:

@@ -64,21 +64,40 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_zoo(args) -> int:
-    from convzoo.models.complexity import complexity, si
+def zoo_rows(pattern: str = "*", size=(3, 32, 32)) -> list[tuple]:
+    """(name, complexity report, source, paper params in M) of every model matching ``pattern``."""
+    from convzoo.models.complexity import complexity
     from convzoo.models.registry import create_model, list_models, model_config
 
-    size = tuple(args.input_size)
     rows = []
-    for name in list_models(args.pattern):
+    for name in list_models(pattern):
         cfg = model_config(name)
-        rows.append((name, complexity(create_model(name), size), cfg.get("source", ""), cfg.get("paper_params")))
+        rows.append((name, complexity(create_model(name), tuple(size)), cfg.get("source", ""), cfg.get("paper_params")))
+    return rows
+
+
+def zoo_markdown(rows: list[tuple], size=(3, 32, 32), accuracy: dict[str, str] | None = None,
+                 accuracy_heading: str = "accuracy") -> str:
+    """README's zoo table; ``accuracy`` (model -> cell text) adds a column for the models that have one."""
+    from convzoo.models.complexity import si
+
+    extra = f" {accuracy_heading} |" if accuracy is not None else ""
+    lines = [f"| model | params | paper | MACs ({size[1]}x{size[2]}) | receptive field |{extra} source |",
+             "|---|---:|---:|---:|---:|" + ("---:|" if accuracy is not None else "") + "---|"]
+    for name, r, source, paper in rows:
+        paper = "" if paper is None else f"{paper}M"
+        acc = f" {accuracy.get(name, '')} |" if accuracy is not None else ""
+        lines.append(f"| {name} | {r.total_params / 1e6:.3f}M | {paper} | {si(r.total_macs)} | {_rf(r)} |{acc} {source} |")
+    return "\n".join(lines)
+
+
+def cmd_zoo(args) -> int:
+    from convzoo.models.complexity import si
+
+    size = tuple(args.input_size)
+    rows = zoo_rows(args.pattern, size)
     if args.markdown:
-        print(f"| model | params | paper | MACs ({size[1]}x{size[2]}) | receptive field | source |\n"
-              "|---|---:|---:|---:|---:|---|")
-        for name, r, source, paper in rows:
-            paper = "" if paper is None else f"{paper}M"
-            print(f"| {name} | {r.total_params / 1e6:.3f}M | {paper} | {si(r.total_macs)} | {_rf(r)} | {source} |")
+        print(zoo_markdown(rows, size))
         return 0
     print(f"{'model':<22} {'params':>12} {'MACs':>9} {'act MB':>8} {'RF':>5}   (input {size}, batch 1)")
     for name, r, _, _ in rows:

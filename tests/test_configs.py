@@ -85,3 +85,47 @@ def test_sweep_plugins_compose(overrides):
     else:
         launcher = overrides[0].split("=")[1]
         assert launcher.split("_")[0] in cfg.hydra.launcher._target_.lower()
+
+
+TUNINGS = sorted(p.stem for p in (CONFIG_DIR / "tuning").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("tuning", TUNINGS)
+def test_each_tuning_file_applies_to_its_experiment_and_model_only(tuning, tmp_path, compose_train):
+    """configs/tuning/<experiment>_<model>.yaml is added when, and only when, both are chosen."""
+    from convzoo.models.registry import list_models
+
+    experiments = {p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")}
+    pairs = [(e, tuning[len(e) + 1:]) for e in experiments if tuning.startswith(f"{e}_")]
+    pairs = [(e, m) for e, m in pairs if m in list_models()]
+    assert len(pairs) == 1, f"tuning/{tuning}.yaml names no <experiment>_<model> pair"
+    (experiment, model), = pairs
+    tuned = tuning_values(tuning)
+    assert tuned, f"tuning/{tuning}.yaml sets nothing"
+    cfg = compose_train(f"experiment={experiment}", f"model={model}", tmp_path=tmp_path)
+    plain = compose_train(f"model={model}", tmp_path=tmp_path)
+    other = next(m for m in list_models() if f"{experiment}_{m}" not in TUNINGS)
+    untuned = compose_train(f"experiment={experiment}", f"model={other}", tmp_path=tmp_path)
+    for key, value in tuned.items():
+        assert OmegaConf.select(cfg, key) == value, key
+    assert any(OmegaConf.select(untuned, k) != v for k, v in tuned.items()), "the tuning repeats the recipe"
+    assert any(OmegaConf.select(plain, k) != v for k, v in tuned.items()), "applied without its experiment"
+
+
+def tuning_values(name: str) -> dict:
+    """A tuning file's settings as dotted keys, those of the tunings it builds on included."""
+    node = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "tuning" / f"{name}.yaml"))
+    values = {}
+    for base in node.pop("defaults", []):
+        if base != "_self_":
+            values.update(tuning_values(base))
+
+    def walk(n, prefix=""):
+        for key, value in n.items():
+            if isinstance(value, dict) and "_target_" not in value:
+                walk(value, f"{prefix}{key}.")
+            else:
+                values[f"{prefix}{key}"] = value
+
+    walk(node)
+    return values

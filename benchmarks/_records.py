@@ -1,19 +1,24 @@
-"""The record one budgeted training run of ``benchmarks/time_to_accuracy.py`` leaves: a few KB of JSON
-that the report is rebuilt from, so the records are committed and the run folders (checkpoints,
-events: megabytes) are not.
+"""The record one budgeted training run of a benchmark (``time_to_accuracy.py``, ``compare.py``)
+leaves: a few KB of JSON that the report is rebuilt from, so the records are committed and the run
+folders (checkpoints, events: megabytes) are not.
 
 A record holds what the command was (experiment, budget, seed, overrides), what it cost (wall
 seconds from launch to exit, images seen, FLOPs), what it reached (train.py's metrics.json less
 its paths), the recipe as composed (config.yaml), the validation curve against wall-clock seconds
 since launch (the TensorBoard events), and the machine. Records live in one folder per machine,
-``<results>/<machine slug>/<experiment>_<budget>_seed<s>.json``: timings from different processors
-never share a table unless asked to.
+``<results>/<machine slug>/<name>.json``: timings from different processors never share a table
+unless asked to.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -42,8 +47,37 @@ def machine_slug(cpu: str, native_bf16: bool) -> str:
     return f"{words or 'cpu'}-{'bf16' if native_bf16 else 'fp32'}"
 
 
-def record_name(experiment: str, budget: str, seed: int) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{experiment}_{budget}_seed{seed}") + ".json"
+def record_name(*parts) -> str:
+    """'fast', '10min', 'seed0' -> 'fast_10min_seed0.json' (anything unsafe in a file name -> _)."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", "_".join(str(p) for p in parts)) + ".json"
+
+
+def fingerprint(node) -> str:
+    """A short hash of a config (plain containers): a record whose fingerprint differs from the
+    config a run would compose today is stale (its model or recipe has changed since)."""
+    text = json.dumps(node, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def launch(train_args: list[str], runs_dir: Path, root: Path) -> dict:
+    """Run ``python train.py <train_args>`` (from ``root``, its run folder under ``runs_dir``) to the
+    end and time it from launch to exit; the new run folder, the wall time and the command as a
+    user would type it. A failed run stops the benchmark with the end of its stderr."""
+    if not any(a.startswith("callbacks.progress_bar=") for a in train_args):
+        train_args = [*train_args, "callbacks.progress_bar=null"]  # a progress bar in a captured stream is noise
+    command = shlex.join(["python", "train.py", *train_args])
+    print(f"# {command}", flush=True)
+    before = set(runs_dir.iterdir()) if runs_dir.is_dir() else set()
+    launched, start = time.time(), time.perf_counter()
+    done = subprocess.run([sys.executable, "train.py", *train_args, f"paths.log_dir={runs_dir.parents[1]}"],
+                          cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{command} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    new = sorted(set(runs_dir.iterdir()) - before) if runs_dir.is_dir() else []
+    if len(new) != 1:
+        raise SystemExit(f"expected one new run folder under {runs_dir}, found {len(new)}")
+    return {"run_dir": new[0], "command": command, "launched": launched, "wall_seconds": wall}
 
 
 def budget_fields(text: str) -> dict:
@@ -68,9 +102,9 @@ def recipe(cfg: dict) -> dict:
 
 
 def make_record(run_dir: Path, *, experiment: str, budget: str, seed: int, overrides: list[str], command: str,
-                benchmark_command: str, launched: float, wall_seconds: float) -> dict:
+                benchmark_command: str, launched: float, wall_seconds: float, **extra) -> dict:
     """The record of a finished run from its folder; ``launched`` is ``time.time()`` at launch,
-    the origin of the validation curve's seconds."""
+    the origin of the validation curve's seconds; ``extra`` fields are added as they are."""
     run = Run(run_dir)
     metrics = {k: v for k, v in run.metrics.items()
                if k not in PATH_KEYS and not (isinstance(v, str) and os.path.isabs(v))}
@@ -79,7 +113,7 @@ def make_record(run_dir: Path, *, experiment: str, budget: str, seed: int, overr
             "command": command, "benchmark_command": benchmark_command,
             "wall_seconds": round(wall_seconds, 2), "metrics": metrics, "recipe": recipe(run.cfg),
             "val_curve": [[round(wall - launched, 2), round(value, 5)] for _, value, wall in points],
-            "machine": machine()}
+            "machine": machine(), **extra}
 
 
 def same_run(record: dict, experiment: str, budget: str, seed: int, overrides: list[str]) -> bool:
