@@ -54,8 +54,14 @@ def record_name(*parts) -> str:
 
 def fingerprint(node) -> str:
     """A short hash of a config (plain containers): a record whose fingerprint differs from the
-    config a run would compose today is stale (its model or recipe has changed since)."""
-    text = json.dumps(node, sort_keys=True, default=str)
+    config a run would compose today is stale (its model or recipe has changed since). Keys set to
+    null are left out: a new option that is off by default changes no result."""
+    def settled(n):
+        if isinstance(n, dict):
+            return {k: settled(v) for k, v in n.items() if v is not None}
+        return [settled(v) for v in n] if isinstance(n, list) else n
+
+    text = json.dumps(settled(node), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
