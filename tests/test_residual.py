@@ -13,7 +13,7 @@ from convzoo.models.layers.conv import ConvNormAct
 from convzoo.models.layers.residual import (BasicBlock, Bottleneck, PlainBlock, PreActBlock, ShortcutA,
                                     make_shortcut)
 from convzoo.models.layers.resnext import ResNeXtBlock
-from convzoo.models.registry import get_block
+from convzoo.models.registry import create_model, get_block
 
 
 def n_params(module: nn.Module) -> int:
@@ -111,13 +111,29 @@ def test_shortcut_a_has_no_parameters():
 
 @settings(max_examples=30, deadline=None)
 @given(cin=st.integers(1, 6), extra=st.integers(0, 6), stride=st.sampled_from([1, 2]),
-       h=st.integers(1, 9), w=st.integers(1, 9))
-def test_shortcut_a_is_strided_identity_with_zero_channels(cin, extra, stride, h, w):
+       h=st.integers(1, 9), w=st.integers(1, 9), pad=st.sampled_from(["end", "both"]))
+def test_shortcut_a_is_strided_identity_with_zero_channels(cin, extra, stride, h, w, pad):
     x = torch.randn(2, cin, h, w)
-    y = ShortcutA(cin, cin + extra, stride)(x)
+    y = ShortcutA(cin, cin + extra, stride, pad)(x)
+    before = extra // 2 if pad == "both" else 0  # "both": the smaller half of the zeros first
     assert y.shape == (2, cin + extra, math.ceil(h / stride), math.ceil(w / stride))
-    assert torch.equal(y[:, :cin], x[:, :, ::stride, ::stride])
-    assert torch.all(y[:, cin:] == 0)
+    assert torch.equal(y[:, before:before + cin], x[:, :, ::stride, ::stride])
+    assert torch.all(y[:, :before] == 0) and torch.all(y[:, before + cin:] == 0)
+
+
+def test_resnet_configs_pad_option_a_as_the_pretrained_weights_expect():
+    # akamaster's option A: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))
+    x = torch.randn(2, 16, 8, 8)
+    y = ShortcutA(16, 32, 2, "both")(x)
+    assert torch.all(y[:, :8] == 0) and torch.all(y[:, 24:] == 0)
+    assert torch.equal(y[:, 8:24], x[:, :, ::2, ::2])
+    shortcuts = [m for m in create_model("resnet20").modules() if isinstance(m, ShortcutA)]
+    assert len(shortcuts) == 2 and all(m.pad == "both" for m in shortcuts)
+    # where the zeros go changes no parameter
+    assert n_params(BasicBlock(16, 32, stride=2, shortcut="A", shortcut_pad="both")) == \
+        n_params(BasicBlock(16, 32, stride=2, shortcut="A"))
+    with pytest.raises(ValueError, match="shortcut_pad"):
+        BasicBlock(16, 32, stride=2, shortcut="A", shortcut_pad="middle")
 
 
 def test_make_shortcut_identity_and_projection():

@@ -5,7 +5,10 @@ A residual block learns ``F(x)`` and adds the input back: ``y = act(F(x) + short
 When the block changes the shape (stride 2 or more channels) the shortcut has to change it too:
 
 - option "A" (the paper's CIFAR nets): parameter-free, a strided identity with the extra
-  channels filled with zeros;
+  channels filled with zeros, after the input's (``shortcut_pad="end"``) or split on both sides
+  (``"both"``, what akamaster's pretrained CIFAR ResNets expect; the ResNet configs use it).
+  ``"end"`` stays the default so that a net saved with a config that names no placement
+  rebuilds as it was trained;
 - option "B": a 1x1 convolution + norm projection, and the plain identity when shapes match.
 
 ``PlainBlock`` is the same body with no shortcut at all, for the degradation experiment
@@ -23,6 +26,7 @@ from ..registry import register_block
 from .conv import ConvNormAct, LayerSpec, make_act, make_norm
 
 SHORTCUTS = ("A", "B")
+SHORTCUT_PADS = ("end", "both")  # where option A puts its zero channels
 
 
 def _check_block_args(in_channels: int, out_channels: int, stride: int, dilation: int) -> None:
@@ -34,41 +38,48 @@ def _check_block_args(in_channels: int, out_channels: int, stride: int, dilation
 class ShortcutA(nn.Module):
     """Option-A shortcut: ``y = pad_channels(x[:, :, ::s, ::s])``, zero parameters.
 
-    The first ``in_channels`` output channels are the (strided) input, the remaining
-    ``out_channels - in_channels`` are zeros. Striding by slicing gives the same size as a
-    3x3 "same"-padded conv at that stride, ``ceil(W / s)``, odd sizes included.
+    The ``out_channels - in_channels`` new channels are zeros. He et al. do not say where they go:
+    ``pad="end"`` puts them after the input's channels, ``pad="both"`` splits them, the smaller
+    half before (akamaster's CIFAR ResNets, whose published weights expect ``planes // 4`` zero
+    channels on each side; the ResNet configs choose it). Striding by slicing gives the same size
+    as a 3x3 "same"-padded conv at that stride, ``ceil(W / s)``, odd sizes included.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, pad: str = "end") -> None:
         super().__init__()
         check_channels(in_channels, out_channels)
         check_positive("stride", stride)
+        check_choice("shortcut_pad", pad, SHORTCUT_PADS)
         if out_channels < in_channels:
             raise ValueError(f"shortcut 'A' can only add channels (zero padding), got in_channels="
                              f"{in_channels} > out_channels={out_channels}; use shortcut 'B'")
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.in_channels, self.out_channels, self.stride, self.pad = in_channels, out_channels, stride, pad
+        extra = out_channels - in_channels
+        before = extra // 2 if pad == "both" else 0
+        self.channel_pad = (before, extra - before)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
             x = x[:, :, ::self.stride, ::self.stride]  # (N, C_in, ceil(H/s), ceil(W/s))
-        extra = self.out_channels - self.in_channels
-        if extra:
-            x = F.pad(x, (0, 0, 0, 0, 0, extra))  # (N, C_out, H', W'), new channels are zeros
+        if any(self.channel_pad):
+            x = F.pad(x, (0, 0, 0, 0, *self.channel_pad))  # (N, C_out, H', W'), new channels are zeros
         return x
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, pad={self.pad!r}"
 
 
 def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int = 1,
-                  norm_layer: LayerSpec = "bn") -> nn.Module:
+                  norm_layer: LayerSpec = "bn", pad: str = "end") -> nn.Module:
     """The shortcut of a residual block: ``nn.Identity`` when the shape is kept, otherwise
-    ``ShortcutA`` (kind "A") or a 1x1 conv (stride ``stride``, no bias) + norm (kind "B")."""
+    ``ShortcutA`` (kind "A", zero channels placed by ``pad``) or a 1x1 conv (stride ``stride``,
+    no bias) + norm (kind "B")."""
     check_choice("shortcut", kind, SHORTCUTS)
+    check_choice("shortcut_pad", pad, SHORTCUT_PADS)
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     if kind == "A":
-        return ShortcutA(in_channels, out_channels, stride)
+        return ShortcutA(in_channels, out_channels, stride, pad)
     # The conv needs no bias: it is followed by a norm, or (pre-activation) summed with a
     # residual branch whose result is normalised next.
     return ConvNormAct(in_channels, out_channels, 1, stride=stride, bias=False,
@@ -94,8 +105,9 @@ class _PostActResidual(nn.Module):
     _last = "conv2"
 
     def _add_shortcut(self, shortcut: str, norm_layer: LayerSpec, act_layer: LayerSpec,
-                      zero_init_residual: bool) -> None:
-        self.shortcut = make_shortcut(shortcut, self.in_channels, self.out_channels, self.stride, norm_layer)
+                      zero_init_residual: bool, shortcut_pad: str = "end") -> None:
+        self.shortcut = make_shortcut(shortcut, self.in_channels, self.out_channels, self.stride, norm_layer,
+                                      shortcut_pad)
         self.act = make_act(act_layer)
         self.zero_init_residual = zero_init_residual
         self.init_weights()
@@ -116,7 +128,7 @@ class BasicBlock(_PostActResidual):
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, dilation: int = 1,
-                 shortcut: str = "B", zero_init_residual: bool = False,
+                 shortcut: str = "B", shortcut_pad: str = "end", zero_init_residual: bool = False,
                  norm_layer: LayerSpec = "bn", act_layer: LayerSpec = "relu") -> None:
         super().__init__()
         _check_block_args(in_channels, out_channels, stride, dilation)
@@ -125,7 +137,7 @@ class BasicBlock(_PostActResidual):
                                  norm_layer=norm_layer, act_layer=act_layer)
         self.conv2 = ConvNormAct(out_channels, out_channels, 3, dilation=dilation,
                                  norm_layer=norm_layer, act_layer=None)
-        self._add_shortcut(shortcut, norm_layer, act_layer, zero_init_residual)
+        self._add_shortcut(shortcut, norm_layer, act_layer, zero_init_residual, shortcut_pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.conv1(x))  # (N, C_out, H/s, W/s)
@@ -146,7 +158,7 @@ class Bottleneck(_PostActResidual):
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, dilation: int = 1,
                  expansion: int = 4, width: int | None = None, groups: int = 1, shortcut: str = "B",
-                 zero_init_residual: bool = False, norm_layer: LayerSpec = "bn",
+                 shortcut_pad: str = "end", zero_init_residual: bool = False, norm_layer: LayerSpec = "bn",
                  act_layer: LayerSpec = "relu") -> None:
         super().__init__()
         _check_block_args(in_channels, out_channels, stride, dilation)
@@ -163,7 +175,7 @@ class Bottleneck(_PostActResidual):
         self.conv2 = ConvNormAct(width, width, 3, stride=stride, dilation=dilation, groups=groups,
                                  norm_layer=norm_layer, act_layer=act_layer)
         self.conv3 = ConvNormAct(width, out_channels, 1, norm_layer=norm_layer, act_layer=None)
-        self._add_shortcut(shortcut, norm_layer, act_layer, zero_init_residual)
+        self._add_shortcut(shortcut, norm_layer, act_layer, zero_init_residual, shortcut_pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # (N, width, H, W)
@@ -185,7 +197,7 @@ class PreActBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, dilation: int = 1,
-                 shortcut: str = "B", zero_init_residual: bool = False,
+                 shortcut: str = "B", shortcut_pad: str = "end", zero_init_residual: bool = False,
                  norm_layer: LayerSpec = "bn", act_layer: LayerSpec = "relu") -> None:
         super().__init__()
         _check_block_args(in_channels, out_channels, stride, dilation)
@@ -200,7 +212,7 @@ class PreActBlock(nn.Module):
         has_norm = not isinstance(self.norm1, nn.Identity)
         self.conv2 = ConvNormAct(out_channels, out_channels, 3, dilation=dilation,
                                  bias=not has_norm, norm_layer=None, act_layer=None)
-        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, None)
+        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, None, shortcut_pad)
         self.project_preact = isinstance(self.shortcut, ConvNormAct)
         self.zero_init_residual = zero_init_residual
         self.init_weights()
