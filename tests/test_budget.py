@@ -222,3 +222,38 @@ def test_max_steps_caps_a_budget_with_a_warning(tmp_path, compose_train, tiny):
         metrics = train(cfg)
     assert metrics["train_images_seen"] == 5 * 32
     assert json.loads((tmp_path / "metrics.json").read_text())["budget"] == "1e15flop"
+
+
+class SlowStart(L.Callback):
+    """A machine busy for the first 10 steps (5 s each), free afterwards (1 s a step)."""
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        CLOCK.now += 5.0 if trainer.global_step <= 10 else 1.0
+
+
+def test_a_short_plan_made_on_a_busy_machine_grows_when_the_speed_returns(tmp_path, compose_train, tiny, clock):
+    # 40 steps an epoch. Planned at the 8th measured step (5 s each), 200 s buy ~28 more steps, no
+    # epoch end to re-plan at; re-planning every tenth of the plan and at its end fills the budget.
+    cfg = compose_train(*tiny, "data.num_samples=1344", "budget=200s", "test=false",
+                        "+callbacks.slow._target_=test_budget.SlowStart", tmp_path=tmp_path)
+    started = clock.now
+    metrics = train(cfg)
+    used = clock.now - started
+    assert metrics["train_images_seen"] > 40 * 32  # past the first epoch: the plan grew
+    assert 0.9 * 200 <= used <= 200
+    planned = [v for _, v, _ in read_scalars(tmp_path, ["budget/planned_steps"])["budget/planned_steps"]]
+    assert planned[-1] == metrics["train_images_seen"] // 32 and min(planned) < planned[-1]
+
+
+def test_the_sanity_check_estimates_a_validation_pass_without_its_set_up(clock):
+    planner = budget_planner.BudgetPlanner(Budget("time", 100.0, "100s"), 10, started=clock.now, images_per_step=32)
+
+    class Trainer:
+        sanity_checking, num_val_batches = True, [10]
+
+    planner.on_sanity_check_start(Trainer(), None)
+    for seconds in (9.0, 1.0):  # the first batch pays one-off set-up
+        clock.now += seconds
+        planner.on_validation_batch_end(Trainer(), None, None, None, 0)
+    planner.on_sanity_check_end(Trainer(), None)
+    assert planner._eval_pass == pytest.approx(10 * 1.0)  # ten batches at the second batch's pace, not 50 s

@@ -5,9 +5,9 @@ A FLOP budget fixes the step count before the first step. A time budget starts f
 run itself measures: the seconds per training step once ``warmup_steps`` (compilation, first-call
 set-up) are past, averaged over the last ``recent_steps``, and the seconds each epoch spends
 outside its steps (validation, checkpoints).
-It re-plans after ``probe_steps`` measured steps, after every validation and every
-``replan_every`` steps; each time the trainer's ``max_steps`` and the learning-rate schedule are set
-to the new total, so the schedule always ends at the last step. At that step the run stops with
+It re-plans after ``probe_steps`` measured steps, after every validation, every ``replan_every``
+steps (a tenth of a shorter plan) and at the planned last step; each time the trainer's
+``max_steps`` and the learning-rate schedule are set to the new total, so the schedule always ends at the last step. At that step the run stops with
 ``should_stop``, so Lightning still validates (and checkpoints) it when it falls inside an epoch.
 
 The plan (budget, total, seconds used) is saved in checkpoints: a resumed run keeps its total and
@@ -55,7 +55,7 @@ class BudgetPlanner(L.Callback):
         self._crossed = False            # an interval that holds a validation or an epoch boundary
         self._overhead: float | None = None
         self._eval_pass: float | None = None
-        self._sanity_start = 0.0
+        self._sanity_start, self._sanity_ends = 0.0, []
 
     # -- what is charged ------------------------------------------------------------------------
     def seconds_used(self) -> float:
@@ -77,13 +77,18 @@ class BudgetPlanner(L.Callback):
 
     # -- measuring ------------------------------------------------------------------------------
     def on_sanity_check_start(self, trainer, pl_module) -> None:
-        self._sanity_start = time.perf_counter()
+        self._sanity_start, self._sanity_ends = time.perf_counter(), []
+
+    def on_validation_batch_end(self, trainer, *args) -> None:
+        if trainer.sanity_checking:
+            self._sanity_ends.append(time.perf_counter())
 
     def on_sanity_check_end(self, trainer, pl_module) -> None:
-        done = sum(trainer.num_sanity_val_batches) if trainer.num_sanity_val_batches else 0
-        total = sum(trainer.num_val_batches) if trainer.num_val_batches else 0
-        if done:  # first batches include one-off set-up: an upper estimate, replaced after epoch 1
-            self._eval_pass = (time.perf_counter() - self._sanity_start) / done * total
+        ends, total = self._sanity_ends, sum(trainer.num_val_batches) if trainer.num_val_batches else 0
+        if len(ends) >= 2:  # the batches after the first: the first pays one-off set-up
+            self._eval_pass = (ends[-1] - ends[0]) / (len(ends) - 1) * total
+        elif ends:  # one batch, set-up included: an upper estimate, replaced after the first validation
+            self._eval_pass = (ends[0] - self._sanity_start) * total
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._crossed = True
@@ -126,12 +131,19 @@ class BudgetPlanner(L.Callback):
         crossed, self._crossed, self._last_end = self._crossed, False, now
         step = trainer.global_step
         if self.budget.kind == "time" and self._train_steps and (
-                self._train_steps == self.probe_steps or crossed or step % self.replan_every == 0):
-            self._replan(trainer, pl_module, step)
+                self._train_steps == self.probe_steps or crossed or step % self.replan_interval() == 0
+                or step >= self.total):
+            self._replan(trainer, pl_module, step)  # at the planned end too: time left buys more steps
         pl_module.log("budget/planned_steps", float(self.total), on_step=True, on_epoch=False, prog_bar=True)
         pl_module.log("budget/seconds_used", self.seconds_used(), on_step=True, on_epoch=False)
         if step >= self.total:
             trainer.should_stop = True  # Lightning validates a step inside an epoch only when told to stop
+
+    def replan_interval(self) -> int:
+        """Steps between re-plans: ``replan_every``, or a tenth of a short plan. A plan of a few
+        slow steps made while the machine was busy would otherwise end long before the budget,
+        never measuring the speed that returned."""
+        return max(1, min(self.replan_every, self.total // 10))
 
     # -- planning -------------------------------------------------------------------------------
     def _eval_seconds(self, trainer) -> float:
