@@ -74,6 +74,7 @@ class Net(nn.Module):
         source: str = "",
         paper_params: float | None = None,
         family: dict | None = None,
+        pretrained: bool | str | None = None,
     ) -> None:
         super().__init__()
         for key, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
@@ -123,6 +124,13 @@ class Net(nn.Module):
         self.head_drop = nn.Dropout(self.drop_rate)
         self.fc = nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity()
         self.init_weights()
+        # Trained weights replace the fresh ones (models/pretrained.py: true, a tag, a file, a folder,
+        # hf-hub:...). A net built on the meta device is built for its shapes only: nothing to load.
+        self.pretrained_cfg: dict = {}
+        if pretrained and not any(p.is_meta for p in self.parameters()):
+            from .pretrained import load_pretrained
+
+            load_pretrained(self, pretrained)
 
     def _scaled(self, channels: int | None, scale: bool) -> int | None:
         if channels is None or not scale or self.width_mult == 1.0:

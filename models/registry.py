@@ -120,19 +120,38 @@ def model_config(name: str, **overrides):
     return OmegaConf.merge(cfg, overrides) if overrides else cfg
 
 
-def create_model(name: str, *, checkpoint=None, **overrides) -> nn.Module:
+def create_model(name: str | None = None, *, pretrained=None, checkpoint=None, **overrides) -> nn.Module:
     """Build architecture ``name`` from its composed config (``model_config``), as ``model=<name>`` does.
 
     ``overrides`` replace top-level spec keys, e.g. ``create_model("resnet20", num_classes=100)``.
-    ``checkpoint``: a ``train.py`` checkpoint (weights under ``state_dict`` as ``net.*``) or a plain
-    state_dict file, read with ``torch.load(weights_only=True)`` (tensors and plain data only: the
-    file never runs code) and loaded strictly; the errors say which file and what does not fit.
+    ``pretrained``: weights to start from (``models/pretrained.py``): ``True`` (the model's default),
+    a tag (``"cifar10.akamaster"``), a file, a folder written by ``convzoo export`` or
+    ``"hf-hub:owner/name"``; a classifier for another class count is initialised afresh, with a
+    warning. Without ``name`` (or with ``name="hf-hub:..."``), the net is built from the exported
+    folder's own config. ``checkpoint``: a ``train.py`` checkpoint (weights under ``state_dict`` as
+    ``net.*``) or a plain state_dict file, read with ``torch.load(weights_only=True)`` (tensors and
+    plain data only: the file never runs code) and loaded strictly; the errors say which file and
+    what does not fit.
     """
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     from .serialization import load_weights, net_state, safe_torch_load
 
-    net = instantiate(model_config(name, **overrides))
+    if name is None or name.startswith("hf-hub:"):
+        from .pretrained import net_from_folder
+
+        net = net_from_folder(pretrained if name is None else name, **overrides)
+    else:
+        if pretrained is not None:
+            overrides["pretrained"] = pretrained if isinstance(pretrained, (bool, str)) else str(pretrained)
+        try:
+            net = instantiate(model_config(name, **overrides))
+        except InstantiationException as err:  # Hydra's multi-line wrapper: the net's own error says it
+            if isinstance(err.__cause__, (ValueError, TypeError, OSError, ImportError)):
+                raise err.__cause__ from None
+            raise
     if checkpoint is None:
         return net
+    name = name or getattr(net, "name", "the model")
     return load_weights(net, net_state(safe_torch_load(checkpoint), checkpoint), name=name, source=checkpoint)

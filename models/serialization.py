@@ -97,6 +97,8 @@ def build_from_config(model_cfg: dict, where: str = "model_cfg") -> torch.nn.Mod
 
     model_cfg = copy.deepcopy(model_cfg)
     check_targets(model_cfg, where=where)
+    if model_cfg.get("pretrained"):  # the saved weights replace those it started from: do not fetch them
+        model_cfg["pretrained"] = None
     net = hydra.utils.instantiate(model_cfg)
     if not isinstance(net, torch.nn.Module):
         raise ValueError(f"{where} built a {type(net).__name__}, not an nn.Module")

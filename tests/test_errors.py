@@ -63,6 +63,21 @@ def test_bad_model_spec_fails_before_the_data_is_read(override, match, monkeypat
     fails([*tiny, override], ValueError, match)
 
 
+@pytest.mark.parametrize("override, exc, match", [
+    ("model.pretrained=imagenet", FileNotFoundError,
+     r"pretrained='imagenet' is not a tag of resnet20's weights \(cifar10\.akamaster\), nor a file or folder that "
+     r"exists, nor hf-hub:owner/name"),
+    ("model=mobilenet_v1 model.pretrained=true", ValueError,
+     r"no pretrained weights are registered for mobilenet_v1; models with some: resnet110, resnet1202, resnet20"),
+])
+def test_unknown_pretrained_weights_fail_before_the_data_is_read(override, exc, match, monkeypatch, fails, tiny):
+    import convzoo.data.synthetic
+
+    monkeypatch.setattr(convzoo.data.synthetic.SyntheticDataModule, "setup",
+                        lambda *a, **k: pytest.fail("the data was read before the weights were named"))
+    fails([*tiny, *override.split()], exc, match)
+
+
 # ---- out of range values ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("override, match", [

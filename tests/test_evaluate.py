@@ -185,10 +185,23 @@ def test_missing_truncated_and_foreign_files_error_clearly(run, tmp_path):
         load_checkpoint(tmp_path)
 
 
-@pytest.mark.parametrize("given", [[], ["ckpt_path=a.ckpt", "runs=."]])
+@pytest.mark.parametrize("given", [[], ["ckpt_path=a.ckpt", "runs=."], ["ckpt_path=a.ckpt", "model=resnet20"]])
 def test_exactly_one_of_ckpt_path_and_runs(tmp_path, given):
     with pytest.raises(ValueError, match="exactly one of ckpt_path"):
         evaluate(_eval_cfg(tmp_path, *given))
+
+
+def test_pretrained_weights_are_evaluated_without_a_checkpoint(tmp_path):
+    net = create_model("resnet20")
+    torch.save(net.state_dict(), tmp_path / "weights.pt")
+    data = ["data=synthetic", "data.num_samples=64", "data.val_size=16", "data.test_size=32"]
+    result = evaluate(_eval_cfg(tmp_path, "model=resnet20", f"model.pretrained={tmp_path / 'weights.pt'}", *data,
+                                f"output_dir={tmp_path / 'out'}"))
+    assert result["weights"] == str(tmp_path / "weights.pt") and result["checkpoint"] is None
+    assert result["num_samples"] == 32 and result["split"] == "test" and "fused" in result
+    assert json.loads((tmp_path / "out" / "eval.json").read_text())["acc"] == result["acc"]
+    with pytest.raises(ValueError, match=r"model=resnet20 alone would evaluate untrained weights: add model\.pretrained=true"):
+        evaluate(_eval_cfg(tmp_path, "model=resnet20", *data))
 
 
 def test_leaderboard_ranks_runs_and_writes_every_format(run, tmp_path):

@@ -11,6 +11,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from convzoo.models.complexity import flop_counter_macs
+from convzoo.models.pretrained import check_pretrained
 from convzoo.models.serialization import load_checkpoint
 from .budget import parse_budget, steps_for_flops
 
@@ -104,6 +105,8 @@ def check_model_spec(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes"
     channels or a bad block argument fails now, naming the stage and block, not after the data is read.
     ``net_args``: what the task builds the net with from the data (the task's ``NET_ARGS``)."""
     model_cfg = _model_cfg_for(cfg, net_args)
+    if isinstance(model_cfg, dict):  # weights to start from: named well, before anything is fetched
+        check_pretrained(model_cfg.get("pretrained"), str(model_cfg.get("name")))
     try:
         with torch.device("meta"):
             hydra.utils.instantiate(model_cfg)
@@ -171,7 +174,8 @@ def check_resume_checkpoint(cfg: DictConfig, ckpt_path: str | Path) -> dict:
         raise ValueError(f"cannot resume from {ckpt_path}: it is a checkpoint of model {saved.get('name')!r} but this "
                          f"run's model is {wanted.get('name')!r}; give model={saved.get('name')}, or drop ckpt_path "
                          f"to start a new run")
-    ignored = {"num_classes", "in_chans", "source", "paper_params"}  # data-given, or descriptive only
+    # data-given, descriptive only, or (pretrained) replaced by the checkpoint's weights
+    ignored = {"num_classes", "in_chans", "source", "paper_params", "pretrained"}
     diff = [k for k in sorted(set(saved) | set(wanted)) if k not in ignored and saved.get(k) != wanted.get(k)]
     if diff:
         said = ", ".join(f"{k} ({_short(saved.get(k))} in the checkpoint, {_short(wanted.get(k))} now)" for k in diff)

@@ -23,6 +23,7 @@ from convzoo.models.serialization import load_checkpoint, net_from_checkpoint
 
 from .device import resolve_device
 from .eval_data import build_datamodule, resolve_data_config
+from .instantiate import instantiate_checked
 from .runs import Run, read_config, run_dir_of
 from .timing import measure_inference
 from .metrics import accuracy_report, predict
@@ -30,13 +31,18 @@ from .leaderboard import collect, write_leaderboard
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """``ckpt_path=...``: the evaluation report; ``runs=...``: the leaderboard rows and files."""
-    ckpt_path, runs = cfg.get("ckpt_path"), cfg.get("runs")
-    if (ckpt_path is None) == (runs is None):
-        raise ValueError("give exactly one of ckpt_path=<checkpoint file> (evaluate it) or runs=<folder> "
-                         f"(leaderboard of its runs); got ckpt_path={ckpt_path!r} and runs={runs!r}")
+    """``ckpt_path=...``: the evaluation report; ``runs=...``: the leaderboard rows and files;
+    ``model=<name> model.pretrained=...``: the report of pretrained weights, no checkpoint."""
+    ckpt_path, runs, model = cfg.get("ckpt_path"), cfg.get("runs"), cfg.get("model")
+    if [ckpt_path, runs, model].count(None) != 2:
+        raise ValueError("give exactly one of ckpt_path=<checkpoint file> (evaluate it), runs=<folder> "
+                         "(leaderboard of its runs) or model=<name> model.pretrained=<weights> (evaluate pretrained "
+                         f"weights); got ckpt_path={ckpt_path!r}, runs={runs!r} and model="
+                         f"{None if model is None else model.get('name')!r}")
     if ckpt_path is not None:
         return evaluate_checkpoint(cfg, ckpt_path)
+    if model is not None:
+        return evaluate_pretrained(cfg)
     return leaderboard(cfg, runs)
 
 
@@ -53,29 +59,57 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt_path: str | Path, *, verbose: bool
     run_cfg = read_config(run_dir)
     data_cfg = resolve_data_config(cfg, run_cfg, _command_line_overrides())
     dm = build_datamodule(data_cfg, ckpt, batch_size=cfg.get("batch_size"))
+    result = {"checkpoint": str(Path(ckpt_path).resolve()), "run_dir": str(run_dir)}
+    result = _evaluate_net(cfg, net, dm, data_cfg, ckpt["hyper_parameters"], result)
+    result.update(epoch=ckpt.get("epoch"), global_step=ckpt.get("global_step"))
+    if (run_dir / "metrics.json").is_file():
+        recorded = Run(run_dir).metrics
+        result["recorded"] = {k: recorded[k] for k in ("val/acc_best", "test/acc") if k in recorded}
+    return _write(result, Path(cfg.get("output_dir") or run_dir), verbose)
 
+
+def evaluate_pretrained(cfg: DictConfig, *, verbose: bool = True) -> dict:
+    """``model=<name> model.pretrained=<weights>``: the weights on ``cfg.data``, normalised as they
+    were trained (their mean and std, unless the data config sets its own)."""
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    if not model_cfg.get("pretrained"):
+        raise ValueError(f"model={model_cfg.get('name')} alone would evaluate untrained weights: add "
+                         "model.pretrained=true (its default weights), a tag, a file or an exported folder")
+    net = instantiate_checked(model_cfg, "model").float().eval()
+    weights = net.pretrained_cfg
+    hparams = {"model_cfg": model_cfg, "data_info": {"mean": weights.get("mean"), "std": weights.get("std")}}
+    dm = build_datamodule(cfg.data, {"hyper_parameters": hparams}, batch_size=cfg.get("batch_size"))
+    result = {"checkpoint": None, "weights": weights.get("weights"), "run_dir": None}
+    result = _evaluate_net(cfg, net, dm, cfg.data, hparams, result)
+    if weights.get("accuracy") is not None:  # what the weights' authors measured, for comparison
+        result["published"] = {"acc": weights["accuracy"] / 100, "data": weights.get("dataset")}
+    return _write(result, Path(cfg.get("output_dir") or cfg.paths.output_dir), verbose)
+
+
+def _evaluate_net(cfg: DictConfig, net, dm, data_cfg, hparams: dict, result: dict) -> dict:
+    """Accuracy, per-class accuracy, confusion matrix, size and (``benchmark.enabled``) speed of
+    ``net`` on ``dm``'s test split (its validation split when it has none)."""
     device = resolve_device(cfg.get("device", "auto"))
     net = net.to(device)
     split = "test" if dm.has_test else "val"
     loader = dm.test_dataloader() if dm.has_test else dm.val_dataloader()
-    tta_flip = bool(ckpt["hyper_parameters"].get("tta_flip", False))  # evaluate as validation did
-    tta_translate = int(ckpt["hyper_parameters"].get("tta_translate", 0))
+    tta_flip = bool(hparams.get("tta_flip", False))  # evaluate as validation did
+    tta_translate = int(hparams.get("tta_translate", 0))
     preds, targets, loss_sum = predict(net, loader, device, tta_flip=tta_flip, tta_translate=tta_translate)
     input_shape = (dm.in_chans, *dm.image_size)
     report = complexity(net, input_shape, device=device)
 
-    info = ckpt["hyper_parameters"].get("data_info") or {}
+    info = hparams.get("data_info") or {}
     notes = []
     if split == "val":
         notes.append(f"data {getattr(dm, 'name', type(dm).__name__)} has no test split: accuracy is on the validation split")
     if info.get("class_names") and list(info["class_names"]) != list(dm.class_names):
         notes.append("the data's class names differ from the checkpoint's: check the label order")
     result = {
-        "checkpoint": str(Path(ckpt_path).resolve()), "run_dir": str(run_dir), "model": str(ckpt["hyper_parameters"]["model_cfg"].get("name", "model")),
+        **result, "model": str(hparams["model_cfg"].get("name", "model")),
         "data": str(data_cfg.get("_target_", "?")).rsplit(".", 1)[-1], "split": split,
         "class_names": list(dm.class_names), **accuracy_report(preds, targets, loss_sum, dm.class_names),
-        "params": report.total_params, "macs": report.total_macs, "device": str(device),
-        "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"), "tta_flip": tta_flip,
+        "params": report.total_params, "macs": report.total_macs, "device": str(device), "tta_flip": tta_flip,
         "notes": notes,
     }
     bench = cfg.get("benchmark") or {}
@@ -88,11 +122,10 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt_path: str | Path, *, verbose: bool
             speed = measure_inference(fused, input_shape, device, **timing)
             result["fused"] = {"pairs": fused.fused_pairs, "images_per_sec": speed["images_per_sec"],
                                "latency_ms": speed["latency_ms"]}
-    if (run_dir / "metrics.json").is_file():
-        recorded = Run(run_dir).metrics
-        result["recorded"] = {k: recorded[k] for k in ("val/acc_best", "test/acc") if k in recorded}
+    return result
 
-    out_dir = Path(cfg.get("output_dir") or run_dir)
+
+def _write(result: dict, out_dir: Path, verbose: bool) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     result["output"] = str(out_dir / "eval.json")
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
@@ -112,13 +145,13 @@ def _save_confusion_figure(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _pct(value) -> str:
+def percent(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
 
 
 def format_report(r: dict) -> str:
-    lines = [f"{r['model']} ({r['checkpoint']})",
-             f"  {r['split']} accuracy  {_pct(r['acc'])}  ({r['num_samples']} images of {r['data']}; "
+    lines = [f"{r['model']} ({r['checkpoint'] or r.get('weights')})",
+             f"  {r['split']} accuracy  {percent(r['acc'])}  ({r['num_samples']} images of {r['data']}; "
              f"cross-entropy {r['loss']:.4f})",
              f"  params {r['params']:,}   MACs/image {r['macs']:,}"]
     if "images_per_sec" in r:
@@ -130,11 +163,13 @@ def format_report(r: dict) -> str:
         lines.append(f"  batch norm folded into the convs ({f['pairs']} pairs): {f['images_per_sec']:,.0f} images/s, "
                      f"{f['latency_ms']:.2f} ms at batch 1")
     for key, value in (r.get("recorded") or {}).items():
-        lines.append(f"  recorded by training: {key} {_pct(value)}")
+        lines.append(f"  recorded by training: {key} {percent(value)}")
+    if r.get("published"):
+        lines.append(f"  published by the weights' source: {percent(r['published']['acc'])} on {r['published']['data']}'s test split")
     lines += [f"  note: {n}" for n in r["notes"]]
     width = max(len(n) for n in r["class_names"])
     lines.append("  per-class accuracy:")
-    lines += [f"    {name.ljust(width)}  {_pct(acc)}" for name, acc in r["per_class_acc"].items()]
+    lines += [f"    {name.ljust(width)}  {percent(acc)}" for name, acc in r["per_class_acc"].items()]
     if len(r["class_names"]) <= 20:
         cell = max(len(str(v)) for row in r["confusion_matrix"] for v in row) + 1
         lines.append("  confusion matrix (rows: true class, columns: predicted):")
@@ -152,7 +187,7 @@ def leaderboard(cfg: DictConfig, folder: str | Path) -> dict:
         raise FileNotFoundError(f"no runs under {folder}: no metrics.json in it or its subfolders")
     if cfg.get("evaluate_checkpoints"):
         for row in rows:
-            ckpt = _best_checkpoint(row)
+            ckpt = best_checkpoint(row)
             if ckpt is None:
                 warnings.append(f"{row['run']}: no checkpoint to evaluate")
                 continue
@@ -170,7 +205,7 @@ def leaderboard(cfg: DictConfig, folder: str | Path) -> dict:
     return {"rows": rows, "files": {k: str(v) for k, v in paths.items()}, "warnings": warnings}
 
 
-def _best_checkpoint(row: dict) -> Path | None:
+def best_checkpoint(row: dict) -> Path | None:
     """The best checkpoint named by metrics.json, looked up in the run's own checkpoints/ first (the
     run folder may have been moved or copied since), else last.ckpt."""
     run_dir = Path(row["run_dir"])

@@ -23,6 +23,7 @@ from .calibrate import choose
 from .cli import ensure_writable
 from .config_checks import accumulation, check_data_fits, check_resume_checkpoint, validate_config
 from .instantiate import instantiate_checked, instantiate_list
+from .machine import summary as machine_summary
 from .runs import find_last_checkpoint, run_dir_of
 from .task import TaskModule
 
@@ -77,7 +78,9 @@ def train(cfg: DictConfig) -> dict:
     check_data_fits(cfg, datamodule, net_args=task.NET_ARGS, checkpoint_hparams=resumed)  # known from the files
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg.update({key: getattr(datamodule, key) for key in task.NET_ARGS})
-    net = hydra.utils.instantiate(model_cfg)
+    # model.pretrained=...: trained weights to start from; a resumed run's come from its checkpoint
+    skip = {"pretrained": None} if resumed is not None and model_cfg.get("pretrained") else {}
+    net = instantiate_checked(model_cfg, "model", **skip)
     task.check_data(net, datamodule)
     report = complexity(net, (datamodule.in_chans, *datamodule.image_size))
     options = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=True).items() if k != "_target_"}
@@ -115,7 +118,7 @@ def train(cfg: DictConfig) -> dict:
     summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "run_seconds": time.time() - started,
                "train_images_seen": images, "train_flops": train_flops_per_image(report.total_macs) * images,
                "epochs_trained": images / max(1, datamodule.num_train or 1),
-               "best_checkpoint": best}
+               "best_checkpoint": best, "machine": machine_summary()}
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
