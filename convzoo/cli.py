@@ -9,6 +9,7 @@ evaluate.py take them).
     convzoo blocks                      # every registered block at a small example configuration
     convzoo study <study> <folders>     # a study's table and figure from its runs (docs/studies)
     convzoo curves <run> [<run> ...]    # learning curves of runs from their TensorBoard events
+    convzoo export <ckpt|run|model>     # safetensors folder with config and model card, or ONNX (--format onnx)
 """
 from __future__ import annotations
 
@@ -125,7 +126,8 @@ def cmd_blocks(args) -> int:
 
 # Subcommands whose parser lives with their code: ``convzoo study ...`` is that module's ``main``.
 FORWARDED = {"study": ("convzoo.studies", "a study's report from its runs (see 'convzoo study -h')"),
-             "curves": ("convzoo.training.curves", "learning curves of runs (see 'convzoo curves -h')")}
+             "curves": ("convzoo.training.curves", "learning curves of runs (see 'convzoo curves -h')"),
+             "export": ("convzoo.training.export", "weights out: safetensors folder or ONNX (see 'convzoo export -h')")}
 
 
 def parser() -> argparse.ArgumentParser:

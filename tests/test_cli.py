@@ -65,7 +65,8 @@ def test_blocks_summary(monkeypatch, capsys):
     assert "zz_needs_extra" in out and "needs block-specific arguments" in out
 
 
-@pytest.mark.parametrize("command, prog", [("study", "convzoo study"), ("curves", "convzoo curves")])
+@pytest.mark.parametrize("command, prog", [("study", "convzoo study"), ("curves", "convzoo curves"),
+                                           ("export", "convzoo export")])
 def test_forwarded_commands_keep_their_own_help(command, prog, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
