@@ -43,7 +43,7 @@ def shown(path: Path) -> str:
     """A path as the log shows it: relative to the repository when inside it."""
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 SPREAD = ("resnet20", "mobilenet_v2_x1_0", "shufflenet_v2_x1_0")
-EXCLUDED = ("paths", "hydra", "logger", "ckpt_path", "optimized_metric")
+EXCLUDED = ("paths", "hydra", "logger", "ckpt_path", "optimized_metric", "profile")
 
 
 def compose(overrides: list[str], *, hydra: bool = False):
@@ -61,13 +61,14 @@ def sweep_models() -> list[str]:
 
 
 def composed(overrides: list[str]) -> dict:
-    """What decides a run's result: the composed config less logging, paths and the progress bar."""
+    """What decides a run's result: the composed config less logging, paths, the progress bar and the profiler."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.to_container(compose(overrides), resolve=False)
     for key in EXCLUDED:
         cfg.pop(key, None)
-    cfg.get("callbacks", {}).pop("progress_bar", None)
+    for key in ("progress_bar", "profiler"):
+        cfg.get("callbacks", {}).pop(key, None)
     return cfg
 
 

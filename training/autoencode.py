@@ -5,23 +5,26 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics import MeanMetric
 from torchvision.utils import make_grid
 
+from .reporting import StratifiedSample
 from .task import TaskModule
+from .tensorboard_log import tensorboard_of
 
 
 class AutoencoderModule(TaskModule):
     """MSE between reconstruction and input (both normalised); ``val/psnr`` in pixel space.
 
     Logs ``train/loss``, ``val/loss``, ``val/psnr`` (``test/...`` likewise) and each validation epoch
-    a grid ``val/reconstructions``: the first ``num_images`` validation images above their
-    reconstructions. ``mean``/``std`` (the data's normalisation) come from ``data_info``.
+    a grid ``val/reconstructions``: ``num_images`` validation images, each beside its reconstruction,
+    the same images every epoch and in every run (stratified over the classes with a fixed seed,
+    ``reporting.StratifiedSample``). ``mean``/``std`` (the data's normalisation) come from ``data_info``.
     """
 
     NET_ARGS = ("in_chans",)
+    CHARTS = {"loss": ("train/loss_epoch", "val/loss", "test/loss"), "PSNR (dB)": ("val/psnr", "test/psnr")}
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, *, num_images: int = 8,
@@ -36,7 +39,7 @@ class AutoencoderModule(TaskModule):
         self.mean, self.std = list(self.data_info["mean"]), list(self.data_info["std"])
         self.val_loss, self.val_psnr = MeanMetric(), MeanMetric()
         self.test_loss, self.test_psnr = MeanMetric(), MeanMetric()
-        self._shown: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._shown, self._seen = StratifiedSample(num_images), 0
 
     @classmethod
     def check_data(cls, net: nn.Module, datamodule) -> None:
@@ -74,23 +77,26 @@ class AutoencoderModule(TaskModule):
     def on_validation_epoch_start(self) -> None:
         self.val_loss.reset()
         self.val_psnr.reset()
+        self._shown, self._seen = StratifiedSample(self.hparams.num_images), 0
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, recon, x = self._step(batch)
         self.val_loss(loss, weight=len(x))
         self.val_psnr(self.psnr(recon, x))
-        if batch_idx == 0:  # unshuffled: the same images every epoch
-            n = self.hparams.num_images
-            self._shown = (x[:n].detach(), recon[:n].detach())
+        positions = torch.arange(self._seen, self._seen + len(x))  # the split is not shuffled
+        self._shown.add(positions, batch[1], x, recon)
+        self._seen += len(x)
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/loss", self.val_loss.compute(), sync_dist=True)
         self.log("val/psnr", self.val_psnr.compute(), prog_bar=True, sync_dist=True)
-        tb = next((lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
-        if tb is not None and self._shown is not None and not self.trainer.sanity_checking \
+        tb = tensorboard_of(self.trainer)
+        picked = self._shown.items()
+        if tb is not None and picked is not None and not self.trainer.sanity_checking \
                 and self.trainer.is_global_zero:
-            x, recon = self._shown
-            grid = make_grid(torch.cat([self.to_pixels(x), self.to_pixels(recon)]).cpu(), nrow=len(x), padding=1)
+            _, x, recon = picked
+            pairs = torch.stack([self.to_pixels(x), self.to_pixels(recon)], 1).flatten(0, 1)  # (2n, C, H, W)
+            grid = make_grid(pairs, nrow=2 * min(4, len(x)), padding=1)  # up to four pairs a row
             tb.add_image("val/reconstructions", grid, self.global_step)
 
     def test_step(self, batch, batch_idx: int) -> None:

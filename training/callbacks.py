@@ -1,25 +1,30 @@
-"""Callbacks every run uses: throughput, the non-finite-loss guard, and the run report (hparams,
-complexity, figures) that makes runs comparable in TensorBoard."""
+"""Callbacks every run uses: throughput, the non-finite-loss guard, and the run report (layout,
+hparams, model card and graph, figures) that makes runs comparable in TensorBoard."""
 from __future__ import annotations
 
 import time
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
-from .reporting import confusion_matrix, confusion_matrix_figure, misclassified_grid
-
-
-def _tensorboard(trainer: L.Trainer):
-    return next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+from .reporting import (StratifiedSample, confusion_matrix, confusion_matrix_figure, misclassified_grid,
+                        per_class_accuracy_figure)
+from .tensorboard_log import add_graph, add_layout, end_session, scalars_layout, tensorboard_of, write_hparams
 
 
 class ThroughputMonitor(L.Callback):
-    """Logs ``train/epoch_seconds`` and ``train/images_per_sec`` once per training epoch."""
+    """Logs ``train/epoch_seconds`` and ``train/images_per_sec`` once per training epoch;
+    ``images_per_sec`` is the current epoch's rate so far (the progress bar shows it)."""
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start, self._images = time.perf_counter(), 0
+        self._start, self._images, self._world = time.perf_counter(), 0, trainer.world_size
+
+    @property
+    def images_per_sec(self) -> float | None:
+        start = getattr(self, "_start", None)
+        if start is None or not self._images:
+            return None
+        return self._images * self._world / max(time.perf_counter() - start, 1e-9)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._images += len(batch[1])
@@ -55,27 +60,49 @@ class NonFiniteLossGuard(L.Callback):
 
 
 class RunReport(L.Callback):
-    """At fit start: the model's complexity table as text. At fit end: the run's hyperparameters with
-    its final ``metrics``, for TensorBoard's HParams tab. With ``figures`` (classifiers), at fit end
-    (on the validation split) and test end: a confusion-matrix figure and a grid of misclassified images."""
+    """What makes runs comparable in TensorBoard (docs/tensorboard.md), on the first process only.
+
+    At fit start: the custom-scalars layout (the task's ``CHARTS``, learning rate, throughput, budget),
+    the HParams session (``hparams``; ``metrics`` are the scalar tags whose last values the HParams
+    table shows) and the text card ``model/complexity`` (``complexity_table``: markdown, from
+    ``model_card.model_card``). At train start: the model graph (``graph``). With ``figures``
+    (classifiers), at fit end on the validation split and at test end on the test split: the
+    row-normalised confusion matrix, per-class accuracy and up to ``max_images`` misclassified
+    images, stratified over the true classes (``reporting.StratifiedSample``)."""
 
     def __init__(self, hparams: dict | None = None, complexity_table: str = "", max_images: int = 32,
-                 figures: bool = True,
-                 metrics: tuple[str, ...] = ("val/acc_best", "val/acc", "val/loss", "train/images_per_sec")) -> None:
-        self.hparams, self.complexity_table, self.max_images = dict(hparams or {}), complexity_table, max_images
-        self.figures, self.metrics = figures, tuple(metrics)
+                 figures: bool = True, graph: bool = True,
+                 metrics: tuple[str, ...] = ("val/acc_best", "val/acc", "test/acc", "val/loss",
+                                             "train/images_per_sec")) -> None:
+        self.hparams, self.complexity_table = dict(hparams or {}), complexity_table
+        self.max_images, self.figures, self.graph, self.metrics = max_images, figures, graph, tuple(metrics)
+        self._session_end = None
+
+    @staticmethod
+    def _writer(trainer):
+        return tensorboard_of(trainer) if trainer.is_global_zero else None
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        tb = _tensorboard(trainer)
-        if tb is not None and trainer.is_global_zero and self.complexity_table:
-            tb.add_text("model/complexity", f"```\n{self.complexity_table}\n```", 0)
+        tb = self._writer(trainer)
+        if tb is None:
+            return
+        add_layout(tb, scalars_layout(getattr(pl_module, "CHARTS", {}), budget=bool(self.hparams.get("budget"))))
+        # every run has a budget column, so a multirun's table sorts by it whether or not a run had one
+        self._session_end = write_hparams(tb, {"budget": "none", **self.hparams}, self.metrics)
+        if self.complexity_table:
+            tb.add_text("model/complexity", self.complexity_table, 0)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        tb, info = self._writer(trainer), getattr(pl_module, "data_info", {})
+        if tb is not None and self.graph and info.get("in_chans") and info.get("image_size"):
+            add_graph(tb, pl_module.net, (info["in_chans"], *info["image_size"]), pl_module.device)
 
     def _figures(self, trainer, pl_module, loader, split: str) -> None:
-        tb = _tensorboard(trainer)
-        if tb is None or not trainer.is_global_zero:
+        tb = self._writer(trainer)
+        if tb is None:
             return
         dm = trainer.datamodule
-        preds, targets, wrong = [], [], []
+        preds, targets, mistakes, seen = [], [], StratifiedSample(self.max_images), 0
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
@@ -84,30 +111,30 @@ class RunReport(L.Callback):
                 p = pl_module.logits(x).argmax(1)  # as validation and test scored them
                 preds.append(p.cpu())
                 targets.append(y.cpu())
-                if sum(len(w[0]) for w in wrong) < self.max_images:
-                    miss = p != y
-                    wrong.append((x[miss].float().cpu(), y[miss].cpu(), p[miss].cpu()))
+                miss = (p != y).nonzero().squeeze(1)
+                if len(miss):
+                    mistakes.add(miss.cpu() + seen, y[miss], x[miss].float(), p[miss])
+                seen += len(y)
         pl_module.train(was_training)
         cm = confusion_matrix(torch.cat(preds), torch.cat(targets), dm.num_classes)
         step = trainer.global_step
         tb.add_figure(f"{split}/confusion_matrix", confusion_matrix_figure(cm, dm.class_names), step)
-        if wrong:
-            images, labels, predicted = (torch.cat(t)[: self.max_images] for t in zip(*wrong))
-            if len(images):
-                tb.add_figure(f"{split}/misclassified", misclassified_grid(
-                    images, labels, predicted, dm.class_names, dm.mean, dm.std), step)
+        tb.add_figure(f"{split}/per_class_accuracy", per_class_accuracy_figure(cm, dm.class_names), step)
+        picked = mistakes.items()
+        if picked is not None:
+            labels, images, predicted = picked
+            tb.add_figure(f"{split}/misclassified", misclassified_grid(
+                images, labels, predicted, dm.class_names, dm.mean, dm.std), step)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        if trainer.fast_dev_run or trainer.datamodule is None:
+        tb = self._writer(trainer)
+        if tb is None or trainer.datamodule is None:
             return
         if self.figures:
             self._figures(trainer, pl_module, trainer.datamodule.val_dataloader(), "val")
-        metrics = {f"hparams/{k.replace('/', '_')}": float(v) for k, v in trainer.callback_metrics.items()
-                   if k in self.metrics}
-        for lg in trainer.loggers:
-            if isinstance(lg, TensorBoardLogger) and trainer.is_global_zero:
-                lg.log_hyperparams(self.hparams, metrics)
+        if self._session_end is not None:
+            end_session(tb, self._session_end)
 
     def on_test_end(self, trainer, pl_module) -> None:
-        if self.figures and trainer.datamodule is not None and not trainer.fast_dev_run:
+        if self.figures and trainer.datamodule is not None:
             self._figures(trainer, pl_module, trainer.datamodule.test_dataloader(), "test")

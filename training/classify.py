@@ -18,6 +18,8 @@ class ClassificationModule(TaskModule):
     ``test/`` keys (``val/acc_best`` tracks the best epoch so far)."""
 
     NET_ARGS = ("num_classes", "in_chans")
+    CHARTS = {"loss": ("train/loss_epoch", "val/loss", "test/loss"),
+              "accuracy": ("train/acc_epoch", "val/acc", "val/acc_best", "test/acc")}
 
     def __init__(
         self,
@@ -64,6 +66,9 @@ class ClassificationModule(TaskModule):
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best
 
+    def hparams_summary(self) -> dict:
+        return {"label_smoothing": self.hparams.label_smoothing, "tta_flip": self.hparams.tta_flip}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -86,7 +91,7 @@ class ClassificationModule(TaskModule):
         loss, preds, y = self._step(batch)
         self.train_acc(preds, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -105,7 +110,7 @@ class ClassificationModule(TaskModule):
         self.log("val/loss", self.val_loss.compute(), sync_dist=True)
         self.log("val/acc", acc, prog_bar=True, sync_dist=True)
         best = self.val_acc_best.compute() if self.val_acc_best.update_count else acc
-        self.log("val/acc_best", best, prog_bar=True, sync_dist=True)
+        self.log("val/acc_best", best, sync_dist=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self._step(batch)

@@ -57,6 +57,9 @@ class TaskModule(L.LightningModule):
     (``configs/task/<name>.yaml``) says which metric its checkpoints rank by."""
 
     NET_ARGS: tuple[str, ...] = ("in_chans",)
+    # TensorBoard's custom-scalars charts of the task (title -> tags drawn together; RunReport adds
+    # learning rate, throughput and budget).
+    CHARTS: dict[str, tuple[str, ...]] = {"loss": ("train/loss_epoch", "val/loss")}
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, *,
