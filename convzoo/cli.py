@@ -3,7 +3,8 @@
 Training and evaluation are ``convzoo-train`` / ``convzoo-eval`` (Hydra overrides, as train.py and
 evaluate.py take them).
 
-    convzoo list [PATTERN]              # model names (shell pattern, e.g. "resnet*"); --blocks: block names
+    convzoo list [PATTERN]              # model names (shell pattern, e.g. "resnet*"); --blocks: block names;
+                                        # --pretrained: registered weights (<model>.<tag>)
     convzoo info resnet20 [NAME ...]    # layer-by-layer complexity: shapes, params, MACs, memory, receptive field
     convzoo zoo [--markdown]            # one line per model (README's zoo table with --markdown)
     convzoo blocks                      # every registered block at a small example configuration
@@ -44,9 +45,10 @@ def _example_block(name: str):
 
 
 def cmd_list(args) -> int:
+    from convzoo.models.pretrained import list_pretrained
     from convzoo.models.registry import list_blocks, list_models
 
-    names = (list_blocks if args.blocks else list_models)(args.pattern)
+    names = (list_blocks if args.blocks else list_pretrained if args.pretrained else list_models)(args.pattern)
     print("\n".join(names))
     return 0 if names else 1
 
@@ -142,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("list", help="model names (or block names with --blocks)")
     sp.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'")
     sp.add_argument("--blocks", action="store_true", help="list the registered block names instead")
+    sp.add_argument("--pretrained", action="store_true", help="list the registered pretrained weights instead")
     sp.set_defaults(run=cmd_list)
     sp = sub.add_parser("info", help="layer-by-layer complexity table of models")
     sp.add_argument("names", nargs="+", metavar="NAME")

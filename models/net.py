@@ -10,6 +10,7 @@ An architecture is data (a YAML file in ``configs/model/``)::
           - {block: pool, mode: max, kernel_size: 3, stride: 2}
     final:  [{block: norm_act}]             # optional layers after the last stage
     head:   {dropout: 0.0, pool: avg}       # global avg (or max) pool -> dropout -> linear (x logit_scale)
+    pretrained: true                        # optional: start from trained weights (models/pretrained.py)
 
 Every block is built as ``Block(in_channels, out_channels, stride=s, **args)``; keys other than
 ``block``, ``out_channels``, ``in_channels``, ``stride``, ``num_blocks`` and ``scale`` are the

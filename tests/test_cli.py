@@ -21,6 +21,8 @@ def test_list_models_and_blocks(capsys):
     assert main(["list", "--blocks"]) == 0
     assert capsys.readouterr().out.split() == registry.list_blocks()
     assert main(["list", "nothing*"]) == 1  # a pattern that matches nothing is a failed lookup
+    assert main(["list", "--pretrained", "resnet2*"]) == 0
+    assert capsys.readouterr().out.split() == ["resnet20.cifar10.akamaster"]
 
 
 def test_info_prints_a_table_per_named_model(capsys):
