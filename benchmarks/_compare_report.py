@@ -31,7 +31,10 @@ def models(records: list[dict]) -> list[dict]:
         runs.sort(key=lambda r: r["seed"])
         accs = [r["metrics"]["val/acc"] for r in runs if r["metrics"].get("val/acc") is not None]
         m, inf = runs[0]["metrics"], runs[0].get("inference", {})
-        rates = [r["metrics"].get("train/images_per_sec") for r in runs if r["metrics"].get("train/images_per_sec")]
+        # images seen over the fit's seconds, validation passes included: defined for every run, even
+        # one that stops inside its first epoch (an epoch's own img/s then holds the final validation)
+        rates = [r["metrics"]["train_images_seen"] / r["metrics"]["fit_seconds"] for r in runs
+                 if r["metrics"].get("fit_seconds") and r["metrics"].get("train_images_seen")]
         rows.append({"model": name, "budget": budget, "family": runs[0]["family"], "runs": runs, "accs": accs,
                      "acc": statistics.fmean(accs) if accs else None, "params": m.get("params"), "macs": m.get("macs"),
                      "train_rate": statistics.median(rates) if rates else None,
@@ -57,7 +60,7 @@ def leaderboard_table(rows: list[dict]) -> str:
                      None if row["latency_ms"] is None else f"{row['latency_ms']:.2f}",
                      format_number(round(row["images"])), f"{row['images'] / TRAIN_IMAGES:.2f}",
                      f"{row['flops']:.3g}", f"{row['wall']:.0f}"])
-    header = ["#", "model", "family", "params", "MACs", "budget", "val acc (mean ± std)", "seeds", "train img/s",
+    header = ["#", "model", "family", "params", "MACs", "budget", "val acc (mean ± std)", "seeds", "fit img/s",
               "infer img/s", "latency ms @1", "images seen", "epochs", "train FLOPs", "wall s (max)"]
     return markdown_table(header, body, "rlllrlrrrrrrrrr")
 
@@ -68,8 +71,8 @@ def run_table(records: list[dict]) -> str:
         m = r["metrics"]
         body.append([r["model"], r["budget"], r["seed"], pct(m.get("val/acc")), pct(m.get("val/acc_best")), f"{r['wall_seconds']:.0f}",
                      len(r["val_curve"]), format_number(m.get("train_images_seen")),
-                     format_number(m.get("train/images_per_sec")), m.get("precision"), r["fingerprint"]])
-    header = ["model", "budget", "seed", "val acc", "best val acc", "wall (s)", "validations", "images seen", "train img/s",
+                     f"{m.get('fit_seconds', 0):.0f}", m.get("precision"), r["fingerprint"]])
+    header = ["model", "budget", "seed", "val acc", "best val acc", "wall (s)", "validations", "images seen", "fit (s)",
               "precision", "config fingerprint"]
     return markdown_table(header, body, "llrrrrrrrll")
 
@@ -81,7 +84,8 @@ def header(records: list[dict]) -> list[str]:
     commands = list(dict.fromkeys(r["benchmark_command"] for r in records))
     return [f"Budget {', '.join(budgets)} per run, recipe `experiment=compare` (configs/experiment/compare.yaml), "
             "CIFAR-10 (shared JPEG copy), 45k/5k split; validation accuracy with flip test-time augmentation. "
-            "Inference: fp32, eval mode, batch {} and batch 1, medians of 5.".format(
+            "Fit img/s: images seen over the fit's seconds, validation passes included (step speeds alone: "
+            "docs/defaults.md). Inference: fp32, eval mode, batch {} and batch 1, medians of 5.".format(
                 "/".join(sorted({str(r["inference"]["throughput_batch_size"]) for r in records}))), "",
             "On: " + "; ".join(machines), "", "Made by:", "", *(f"    {c}" for c in commands)]
 
@@ -103,7 +107,7 @@ def plots(rows: list[dict], records: list[dict], stem: Path) -> list[Path]:
     colour = {f: f"C{i % 10}" for i, f in enumerate(families)}
     made = []
     for x_key, xlabel, suffix in (("macs", "MACs per image (log)", "acc_vs_macs"),
-                                  ("epoch_seconds", "measured training seconds per epoch (45k images, log)", "acc_vs_cost")):
+                                  ("epoch_seconds", "measured fit seconds per epoch of 45k images, validation included (log)", "acc_vs_cost")):
         fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=100)
         for row in rows:
             if row["acc"] is None or not row["train_rate"]:
@@ -123,10 +127,13 @@ def plots(rows: list[dict], records: list[dict], stem: Path) -> list[Path]:
         fig.savefig(made[-1])
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=100)
+    members: dict[str, int] = {}  # a family's models share its colour and differ in line and marker
     for r in sorted(records, key=lambda r: r["model"]):
         if r["seed"] == 0 and r["val_curve"]:
-            ax.plot([t / 60 for t, _ in r["val_curve"]], [100 * a for _, a in r["val_curve"]], "o-", ms=3, lw=1,
-                    color=colour[r["family"]], label=r["model"])
+            k = members[r["family"]] = members.get(r["family"], -1) + 1
+            ax.plot([t / 60 for t, _ in r["val_curve"]], [100 * a for _, a in r["val_curve"]], ms=4, lw=1,
+                    marker="os^Dv"[k % 5], ls=("-", "--", ":", "-.")[k % 4], color=colour[r["family"]],
+                    label=r["model"])
     ax.set(xlabel="wall-clock minutes since launch", ylabel="validation accuracy (%)", xlim=(0, None))
     ax.legend(loc="best", fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
