@@ -13,17 +13,17 @@ from convzoo.training.callbacks import ThroughputMonitor
 from convzoo.training.console import bar_metrics, end_line, start_line
 
 
-def test_progress_bar_shows_loss_val_score_lr_and_throughput_only():
+def test_progress_bar_shows_loss_val_score_lr_throughput_and_the_budget_plan_only():
     monitor = ThroughputMonitor()
     monitor._start, monitor._images, monitor._world = 0.0, 1_000_000, 1  # an epoch "started" at perf_counter 0
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
     logged = {"train/loss_step": torch.tensor(1.2341), "train/acc_step": torch.tensor(0.5),
               "val/acc": torch.tensor(0.9123), "val/acc_best": torch.tensor(0.92), "budget/planned_steps": 10.0}
     trainer = SimpleNamespace(callback_metrics=logged, progress_bar_metrics={}, optimizers=[optimizer],
-                              callbacks=[monitor])
+                              callbacks=[monitor], global_step=3)
     shown = bar_metrics(trainer)
-    assert list(shown) == ["loss", "val acc", "lr", "img/s"]
-    assert shown["loss"] == "1.234" and shown["val acc"] == "91.23%" and shown["lr"] == "0.05"
+    assert list(shown) == ["loss", "val_acc", "lr", "img/s", "step"] and shown["step"] == "3/10"
+    assert shown["loss"] == "1.234" and shown["val_acc"] == "91.23%" and shown["lr"] == "0.05"
 
 
 def test_start_and_end_lines_name_what_matters():
@@ -45,7 +45,8 @@ def test_checkpointing_and_progress_bar_can_be_turned_off_and_lightning_chatter_
         tmp_path, compose_train, tiny, caplog, capfd):
     overrides = [o for o in tiny if not o.startswith("callbacks.progress_bar")]  # the default bar, then off
     cfg = compose_train(*overrides, "trainer.max_epochs=1", "trainer.enable_checkpointing=false",
-                        "trainer.enable_progress_bar=false", "+callbacks.run_report.figures=false", tmp_path=tmp_path)
+                        "trainer.enable_progress_bar=false", "+callbacks.run_report.figures=false",
+                        "+callbacks.run_report.graph=false", tmp_path=tmp_path)
     with caplog.at_level(logging.INFO, logger="convzoo"):
         metrics = train(cfg)
     assert "test/acc" in metrics and metrics["best_checkpoint"] == "" and not (tmp_path / "checkpoints").exists()

@@ -34,7 +34,7 @@ def run(tmp_path_factory) -> Path:
     cfg = _compose("train", [
         "data=synthetic", "model=resnet20", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1", "trainer.accelerator=cpu", "trainer.precision=32-true",
-        "+trainer.enable_progress_bar=false", "callbacks.progress_bar=null", "scheduler=constant",
+        "trainer.enable_progress_bar=false", "callbacks.progress_bar=null", "scheduler=constant",
         f"paths.output_dir={out}", f"paths.log_dir={out}",
         # train.py reads the data's mean/std before setup(); synthetic data only knows them after
         "++data.mean=[0.5,0.5,0.5]", "++data.std=[0.25,0.25,0.25]",

@@ -41,7 +41,8 @@ def metric_text(key: str, value: float) -> str:
 
 def bar_metrics(trainer) -> dict[str, str]:
     """The progress bar's few numbers: train loss (this step), the validation score (accuracy, or PSNR
-    for an autoencoder), the learning rate of the first parameter group and this epoch's img/s."""
+    for an autoencoder), the learning rate of the first parameter group, this epoch's img/s, and
+    with a budget the step out of the planned steps."""
     logged = {**trainer.callback_metrics, **trainer.progress_bar_metrics}
     shown = {}
     loss = logged.get("train/loss_step", logged.get("train/loss"))
@@ -49,12 +50,14 @@ def bar_metrics(trainer) -> dict[str, str]:
         shown["loss"] = f"{float(loss):.3f}"
     for key in ("val/acc", "val/psnr"):
         if key in logged:
-            shown[key.replace("/", " ")] = metric_text(key, float(logged[key]))
+            shown[key.replace("/", "_")] = metric_text(key, float(logged[key]))  # no space: the bar wraps at spaces
     if trainer.optimizers:
         shown["lr"] = f"{trainer.optimizers[0].param_groups[0]['lr']:.3g}"
     monitor = next((c for c in trainer.callbacks if isinstance(c, ThroughputMonitor)), None)
     if monitor is not None and monitor.images_per_sec:
         shown["img/s"] = f"{monitor.images_per_sec:,.0f}"
+    if "budget/planned_steps" in logged:  # a budgeted run: where it is in its plan (the bar counts one epoch)
+        shown["step"] = f"{trainer.global_step}/{int(logged['budget/planned_steps'])}"
     return shown
 
 
