@@ -22,8 +22,10 @@ from .budget_planner import make_planner
 from .calibrate import choose
 from .cli import ensure_writable
 from .config_checks import accumulation, check_data_fits, check_resume_checkpoint, validate_config
+from .console import board_dir, end_line, honour_trainer_switches, quiet_lightning, start_line
 from .instantiate import instantiate_checked, instantiate_list
 from .machine import summary as machine_summary
+from .model_card import model_card
 from .runs import find_last_checkpoint, run_dir_of
 from .task import TaskModule
 
@@ -57,6 +59,7 @@ def resume_path(cfg: DictConfig) -> str:
 def train(cfg: DictConfig) -> dict:
     """Fit (and test, when the data has a test split); returns the final metrics."""
     started = run_start_time()
+    quiet_lightning()
     task = task_class(cfg)
     validate_config(cfg, net_args=task.NET_ARGS)
     budget = parse_budget(cfg.get("budget"))
@@ -83,6 +86,7 @@ def train(cfg: DictConfig) -> dict:
     net = instantiate_checked(model_cfg, "model", **skip)
     task.check_data(net, datamodule)
     report = complexity(net, (datamodule.in_chans, *datamodule.image_size))
+    card = model_card(model_cfg, net, report, (datamodule.in_chans, *datamodule.image_size))  # before compile
     options = {k: v for k, v in OmegaConf.to_container(cfg.module, resolve=True).items() if k != "_target_"}
     choice = choose_setting(cfg, net, model_cfg, datamodule, options, out, budget=budget, macs=report.total_macs)
     setting = choice.setting
@@ -97,7 +101,8 @@ def train(cfg: DictConfig) -> dict:
     if budget is not None:  # the budget, not max_epochs, sizes the run
         hparams["budget"] = budget.text
         hparams.pop("epochs", None)
-    callbacks = instantiate_list(cfg.get("callbacks"), hparams=hparams, complexity_table=report.table())
+    callbacks = honour_trainer_switches(instantiate_list(cfg.get("callbacks"), hparams=hparams, complexity_table=card),
+                                        cfg.trainer)
     if budget is not None and cfg.trainer.get("fast_dev_run"):
         log.info("budget=%s not planned: trainer.fast_dev_run runs its own few steps", budget.text)
     elif budget is not None:
@@ -105,6 +110,8 @@ def train(cfg: DictConfig) -> dict:
     loggers = instantiate_list(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    if trainer.is_global_zero:
+        log.info(start_line(hparams, datamodule, trainer, out))
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -112,7 +119,7 @@ def train(cfg: DictConfig) -> dict:
     fit_seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test") and datamodule.has_test and not trainer.fast_dev_run:
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     images = trainer.global_step * int(cfg.data.batch_size) * accumulation(cfg) * trainer.world_size
     summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "run_seconds": time.time() - started,
@@ -121,6 +128,7 @@ def train(cfg: DictConfig) -> dict:
                "best_checkpoint": best, "machine": machine_summary()}
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        log.info(end_line(summary, out, board_dir(out)))
     return summary
 
 
@@ -190,7 +198,7 @@ def choose_setting(cfg: DictConfig, net, model_cfg: dict, datamodule, options: d
                     min_seconds=calib.get("min_seconds", 120.0),
                     compile_min_minutes=calib.get("compile_min_minutes", 15.0),
                     enabled=calib.get("enabled", True) and not distributed)
-    log.info(choice.describe())
+    (log.info if choice.source == "measured" else log.debug)(choice.describe())  # else the start line says it
     (out / "calibration.json").write_text(json.dumps(choice.to_dict(), indent=2))
     return choice
 
@@ -201,12 +209,23 @@ def datamodule_info(dm) -> dict:
             "image_size": list(dm.image_size), "mean": list(dm.mean), "std": list(dm.std)}
 
 
+def family_of(name: str | None) -> str | None:
+    """The zoo family of a model (models.families), or its own name for a model outside the zoo."""
+    from convzoo.models.families import model_family
+    from convzoo.models.registry import list_models
+
+    return model_family(name) if name in list_models() else name
+
+
 def model_hparams(cfg: DictConfig, report) -> dict:
     """The run's key facts for TensorBoard's HParams tab and the leaderboard."""
     return {
-        "task": cfg.get("task", "classify"), "model": cfg.model.get("name", "?"), "data": cfg.data._target_.rsplit(".", 1)[-1],
+        "task": cfg.get("task", "classify"), "model": cfg.model.get("name", "?"), "family": family_of(cfg.model.get("name")),
+        "data": cfg.data._target_.rsplit(".", 1)[-1],
         "params": report.total_params, "macs": report.total_macs,
         "batch_size": cfg.data.get("batch_size"), "lr": cfg.optimizer.get("lr"),
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1], "epochs": cfg.trainer.get("max_epochs"),
+        "weight_decay": cfg.optimizer.get("weight_decay"),
+        "scheduler": str((cfg.get("scheduler") or {}).get("_target_", "none")).rsplit(".", 1)[-1],
         "precision": str(cfg.trainer.get("precision")), "seed": cfg.seed,
     }
