@@ -9,6 +9,7 @@ from .complexity import complexity
 from .fuse import fuse_conv_bn
 from .net import Net, make_divisible
 from .pretrained import get_pretrained, list_pretrained
+from . import akamaster  # noqa: E402,F401  registers akamaster's weights (it imports pretrained, not the reverse)
 from .registry import create_model, get_block, list_blocks, list_models, model_config
 
 __all__ = [*_layer_names, "Net", "make_divisible", "create_model", "get_block", "list_blocks",

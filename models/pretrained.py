@@ -110,7 +110,7 @@ def resolve(pretrained, model: str) -> tuple[State, str, dict, dict | None]:
         entry = get_pretrained(model)
         return registered_state(entry), entry.name, entry.pretrained_cfg(), None
     if not isinstance(pretrained, str) or not pretrained:
-        raise ValueError(f"pretrained should be true, a tag, a file, a folder or hf-hub:owner/name, got {pretrained!r}")
+        raise _not_a_kind(pretrained)
     if pretrained.startswith(HF_PREFIX):
         config, state = read_folder(hub_folder(pretrained))
         return state, pretrained, config.get("pretrained_cfg") or {}, config
@@ -132,6 +132,10 @@ def resolve(pretrained, model: str) -> tuple[State, str, dict, dict | None]:
     raise _not_found(pretrained, model)
 
 
+def _not_a_kind(pretrained) -> ValueError:
+    return ValueError(f"pretrained should be true, a tag, a file, a folder or hf-hub:owner/name, got {pretrained!r}")
+
+
 def _not_found(pretrained, model: str) -> FileNotFoundError:
     tags = [e.tag for e in _WEIGHTS.values() if e.model == model]
     return FileNotFoundError(f"pretrained={pretrained!r} is not a tag of {model}'s weights "
@@ -147,7 +151,7 @@ def check_pretrained(pretrained, model: str) -> None:
     if pretrained is True:
         get_pretrained(model)
     elif not isinstance(pretrained, str):
-        raise ValueError(f"pretrained should be true, a tag, a file, a folder or hf-hub:owner/name, got {pretrained!r}")
+        raise _not_a_kind(pretrained)
     elif not (pretrained.startswith(HF_PREFIX) or f"{model}.{pretrained}" in _WEIGHTS
               or local_path(pretrained).exists()):
         raise _not_found(pretrained, model)
@@ -202,6 +206,3 @@ def net_from_folder(location, **overrides) -> nn.Module:
     model_cfg = OmegaConf.to_container(OmegaConf.merge(config["model_cfg"], overrides))
     net = build_from_config(model_cfg, where=f"model_cfg of {source}")
     return _load(net, state, str(model_cfg.get("name", "model")), source, pretrained_cfg)
-
-
-from . import akamaster  # noqa: E402,F401  (registers its weights; it needs PretrainedWeights above)
