@@ -37,13 +37,13 @@ from benchmarks.time_to_accuracy import data_overrides  # noqa: E402
 from convzoo.training.machine import summary  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results" / "compare"
+SPREAD = ("resnet20", "mobilenet_v2_x1_0", "shufflenet_v2_x1_0")
+EXCLUDED = ("paths", "hydra", "logger", "ckpt_path", "optimized_metric", "profile")
 
 
 def shown(path: Path) -> str:
     """A path as the log shows it: relative to the repository when inside it."""
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-SPREAD = ("resnet20", "mobilenet_v2_x1_0", "shufflenet_v2_x1_0")
-EXCLUDED = ("paths", "hydra", "logger", "ckpt_path", "optimized_metric", "profile")
 
 
 def compose(overrides: list[str], *, hydra: bool = False):
@@ -92,11 +92,11 @@ def run_one(model: str, seed: int, extra: list[str], results: Path, log_root: Pa
 
     overrides = ["experiment=compare", f"model={model}", f"seed={seed}", *extra]
     config = composed(overrides)
-    print_key = fingerprint(config)
+    key = fingerprint(config)
     path = results / record_name(model, config["budget"], f"seed{seed}")
     if path.exists() and not force:
         old = json.loads(path.read_text())
-        if old.get("fingerprint") == print_key:
+        if old.get("fingerprint") == key:
             print(f"# kept {shown(path)} (up to date; --force re-runs it)", flush=True)
             return
         print(f"# stale {shown(path)}: its model or recipe changed since it was trained", flush=True)
@@ -104,7 +104,7 @@ def run_one(model: str, seed: int, extra: list[str], results: Path, log_root: Pa
     record = make_record(run["run_dir"], experiment="compare", budget=str(config["budget"]), seed=seed,
                          overrides=extra, command=run["command"], benchmark_command=benchmark_command,
                          launched=run["launched"], wall_seconds=run["wall_seconds"], model=model,
-                         family=model_family(model), fingerprint=print_key, config=config)
+                         family=model_family(model), fingerprint=key, config=config)
     record["inference"] = inference_speed(model, bool(record["metrics"].get("channels_last", True)), infer_batch)
     write_record(path, record)
     print(f"# {model} seed {seed}: {run['wall_seconds']:.0f} s, val acc "
