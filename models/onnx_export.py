@@ -3,8 +3,9 @@
 ``torch.onnx.export(..., dynamo=True)`` traces the net with ``torch.export`` (a dynamic batch
 dimension, so one file serves any batch size) after batch norm is folded into the convolutions
 (``fuse_conv_bn``): an inference graph has no use for batch statistics, and a runtime then sees
-one conv where there were two ops. ``check_onnx`` runs the file in onnxruntime and compares its
-logits with PyTorch's.
+one conv where there were two ops. torch.onnx's own graph optimiser folds them too when
+``optimize=True``; folding first makes the graph the same either way. ``check_onnx`` runs the file
+in onnxruntime and compares its logits with PyTorch's.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     convzoo export logs/train/runs/<run>/checkpoints/last.ckpt --out exported/resnet20
     convzoo export logs/train/runs/<run> --out DIR      # the run's best checkpoint, as the leaderboard picks it
     convzoo export resnet20 --pretrained true --format onnx --out DIR
-    convzoo export resnet20 --pretrained true --format onnx --time   # what folding batch norm does to speed
+    convzoo export resnet20 --pretrained true --format onnx --time   # batch norm folded vs not; onnxruntime
 
 ``safetensors`` (the default) writes a self-describing folder, the layout timm uses on the Hugging Face
 Hub: model.safetensors (weights only, nothing executable), config.json and config.yaml (the composed
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-fuse", dest="fuse", action="store_false", help="ONNX: keep batch norm as its own op")
     p.add_argument("--no-check", dest="check", action="store_false", help="ONNX: skip the onnxruntime check")
     p.add_argument("--time", action="store_true",
-                   help="time PyTorch and onnxruntime with batch norm folded and not (after exporting)")
+                   help="time PyTorch eager with batch norm folded and not, and onnxruntime (after exporting)")
     p.add_argument("--batch", type=int, default=256, help="--time: the throughput batch size")
     p.add_argument("--repeats", type=int, default=7, help="--time: timed repeats (medians)")
     opts = p.parse_args(argv)
