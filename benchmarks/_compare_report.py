@@ -17,7 +17,6 @@ from convzoo.models.complexity import si
 from convzoo.training.tables import format_number, markdown_table
 from convzoo.training.timing import spread
 
-TRAIN_IMAGES = 45_000  # CIFAR-10's training split less the 5,000 held out for validation
 README_START, README_END = "<!-- leaderboard -->", "<!-- /leaderboard -->"
 
 
@@ -40,6 +39,11 @@ def models(records: list[dict]) -> list[dict]:
                      "train_rate": statistics.median(rates) if rates else None,
                      "infer_rate": inf.get("images_per_sec"), "latency_ms": inf.get("latency_ms"),
                      "images": statistics.fmean(r["metrics"].get("train_images_seen", 0) for r in runs),
+                     "epochs": statistics.fmean(r["metrics"].get("epochs_trained", 0) for r in runs),
+                     # fit seconds per epoch of the run's own training split (train.py's epochs_trained)
+                     "epoch_seconds": statistics.median(r["metrics"]["fit_seconds"] / r["metrics"]["epochs_trained"]
+                                                        for r in runs) if all(r["metrics"].get("epochs_trained")
+                                                                              for r in runs) else None,
                      "flops": statistics.fmean(r["metrics"].get("train_flops", 0) for r in runs),
                      "wall": max(r["wall_seconds"] for r in runs), "precision": m.get("precision")})
     rows.sort(key=lambda row: (row["acc"] is None, -(row["acc"] or 0.0), row["model"]))
@@ -58,7 +62,7 @@ def leaderboard_table(rows: list[dict]) -> str:
                      len(row["runs"]),
                      format_number(row["train_rate"]), format_number(row["infer_rate"]),
                      None if row["latency_ms"] is None else f"{row['latency_ms']:.2f}",
-                     format_number(round(row["images"])), f"{row['images'] / TRAIN_IMAGES:.2f}",
+                     format_number(round(row["images"])), f"{row['epochs']:.2f}",
                      f"{row['flops']:.3g}", f"{row['wall']:.0f}"])
     header = ["#", "model", "family", "params", "MACs", "budget", "val acc (mean ± std)", "seeds", "fit img/s",
               "infer img/s", "latency ms @1", "images seen", "epochs", "train FLOPs", "wall s (max)"]
@@ -93,7 +97,7 @@ def header(records: list[dict]) -> list[str]:
 def pareto(rows: list[dict]) -> list[dict]:
     """The models no other model beats on both accuracy and seconds per epoch (fastest first)."""
     front, best = [], -1.0
-    for row in sorted((r for r in rows if r["acc"] is not None and r["train_rate"]), key=lambda r: -r["train_rate"]):
+    for row in sorted((r for r in rows if r["acc"] is not None and r["epoch_seconds"]), key=lambda r: r["epoch_seconds"]):
         if row["acc"] > best:
             front.append(row)
             best = row["acc"]
@@ -107,17 +111,17 @@ def plots(rows: list[dict], records: list[dict], stem: Path) -> list[Path]:
     colour = {f: f"C{i % 10}" for i, f in enumerate(families)}
     made = []
     for x_key, xlabel, suffix in (("macs", "MACs per image (log)", "acc_vs_macs"),
-                                  ("epoch_seconds", "measured fit seconds per epoch of 45k images, validation included (log)", "acc_vs_cost")):
+                                  ("epoch_seconds", "measured fit seconds per epoch, validation included (log)", "acc_vs_cost")):
         fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=100)
         for row in rows:
-            if row["acc"] is None or not row["train_rate"]:
+            x = row[x_key]
+            if row["acc"] is None or not x:
                 continue
-            x = row["macs"] if x_key == "macs" else TRAIN_IMAGES / row["train_rate"]
             ax.scatter(x, 100 * row["acc"], color=colour[row["family"]], s=30, zorder=3)
             ax.annotate(row["model"], (x, 100 * row["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         if x_key == "epoch_seconds":
             front = pareto(rows)
-            ax.plot([TRAIN_IMAGES / r["train_rate"] for r in front], [100 * r["acc"] for r in front], "k--", lw=1,
+            ax.plot([r["epoch_seconds"] for r in front], [100 * r["acc"] for r in front], "k--", lw=1,
                     label="Pareto front", zorder=2)
             ax.legend(loc="best", fontsize=8)
         ax.set(xscale="log", xlabel=xlabel, ylabel="validation accuracy (%)")
@@ -165,11 +169,12 @@ def report(records: list[dict], results: Path, readme: Path | None = None) -> st
     rows = models(records)
     stem = results.parent / results.name
     images = plots(rows, records, stem)
-    text = "\n".join([*header(records), "", leaderboard_table(rows), "", run_table(records)]) + "\n"
+    head, table = header(records), leaderboard_table(rows)
+    text = "\n".join([*head, "", table, "", run_table(records)]) + "\n"
     stem.with_suffix(".md").write_text(text)
     if readme is not None:
         links = " · ".join(f"[{p.stem[len(stem.name) + 1:]}]({p.relative_to(readme.parent)})" for p in images)
-        section = "\n".join([*header(records), "", leaderboard_table(rows), "",
+        section = "\n".join([*head, "", table, "",
                              f"Plots: {links}. Every run: [{stem.with_suffix('.md').name}]"
                              f"({stem.with_suffix('.md').relative_to(readme.parent)})."])
         budget = "/".join(sorted({r["budget"] for r in records}))
