@@ -105,7 +105,11 @@ def spread(values) -> float:
 @contextmanager
 def as_train_py():
     """fp32 matmuls as train.py sets them (``high``: TF32 where the hardware has it), around a
-    whole benchmark, so calibration and timings see what a run sees."""
+    whole benchmark, so calibration and timings see what a run sees; and train.py's default
+    ``cpu_allocator=retain``, which stays for the rest of the process (``allocator.py``)."""
+    from .allocator import set_cpu_allocator
+
+    set_cpu_allocator("retain")
     old = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("high")
     try:

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.models.complexity import complexity
+from .allocator import set_cpu_allocator
 from .budget import parse_budget, run_start_time, steps_for_flops, train_flops_per_image
 from .budget_planner import make_planner
 from .calibrate import choose
@@ -60,6 +61,7 @@ def train(cfg: DictConfig) -> dict:
     """Fit (and test, when the data has a test split); returns the final metrics."""
     started = run_start_time()
     quiet_lightning()
+    allocator = set_cpu_allocator(cfg.get("cpu_allocator", "retain"))  # before the data and the net are allocated
     task = task_class(cfg)
     validate_config(cfg, net_args=task.NET_ARGS)
     budget = parse_budget(cfg.get("budget"))
@@ -97,7 +99,8 @@ def train(cfg: DictConfig) -> dict:
                   model_cfg=model_cfg, data_info=datamodule_info(datamodule), **options)
 
     hparams = {**model_hparams(cfg, report), **module.hparams_summary(),
-               "channels_last": setting.channels_last, "compile": setting.compile}
+               "channels_last": setting.channels_last, "compile": setting.compile,
+               "cpu_allocator": allocator.split(" ")[0]}
     if budget is not None:  # the budget, not max_epochs, sizes the run
         hparams["budget"] = budget.text
         hparams.pop("epochs", None)
@@ -143,7 +146,7 @@ def budget_planner(cfg: DictConfig, budget, macs: float, datamodule, choice, sta
                         accumulate=accumulation(cfg), world_size=world_size(cfg),
                         steps_per_epoch=planned_steps_per_epoch(cfg, datamodule),
                         images_per_second=choice.rates.get(choice.setting.label()), started=started,
-                        steps_cap=cap if cap > 0 else None, end_passes=1.0 + tests,
+                        steps_cap=cap if cap > 0 else None, end_passes=tests,
                         model=str(cfg.model.get("name", "the model")))
 
 
