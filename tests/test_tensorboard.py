@@ -144,3 +144,17 @@ def test_stage_table_adds_up_to_the_complexity_totals():
     rows = [line.split(" | ") for line in stage_table(net, report, (3, 32, 32)).splitlines()[2:-1]]
     assert sum(int(r[1].replace(",", "")) for r in rows) == report.total_params
     assert [r[0].lstrip("| ") for r in rows][:2] == ["stem", "stages.0"] and net.training
+
+
+def test_figures_reuse_the_validation_pass(tmp_path, compose_train, tiny, monkeypatch):
+    """The figures come from the predictions validation made: no pass of their own after fitting
+    (one costs a validation's time, which a budgeted run would have to hold back from training)."""
+    from convzoo.data.base import ImageDataModule
+
+    calls = []
+    original = ImageDataModule.val_dataloader
+    monkeypatch.setattr(ImageDataModule, "val_dataloader", lambda self: calls.append(1) or original(self))
+    metrics = train(compose_train(*tiny, "trainer.max_epochs=2", "test=false", tmp_path=tmp_path))
+    assert len(calls) == 1  # Lightning's own, reused for the sanity check and both validations
+    drawn = _accumulator(tmp_path).Images("val/confusion_matrix")
+    assert len(drawn) == 1 and drawn[0].step == metrics["train_images_seen"] // 32  # at the last validation

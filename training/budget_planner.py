@@ -34,14 +34,14 @@ class BudgetPlanner(L.Callback):
     def __init__(self, budget: Budget, total_steps: int, *, started: float, images_per_step: int,
                  step_seconds: float | None = None, steps_cap: int | None = None,
                  warmup_steps: int = 2, probe_steps: int = 8, replan_every: int = 50, recent_steps: int = 25,
-                 eval_end_passes: float = 1.0, end_fixed_seconds: float = 5.0) -> None:
+                 eval_end_passes: float = 0.0, end_fixed_seconds: float = 5.0) -> None:
         """``started``: ``time.time()`` when the run began (charged to the budget); ``recent_steps``:
         the step time is the mean of the last this many steps (the speed of a shared machine
         drifts: a run planned on its mean so far ended 14% early once a neighbour stopped); ``steps_cap``:
         ``trainer.max_steps`` when the user set it too (the run stops at whichever comes first);
-        ``eval_end_passes``: validation-sized passes after the last step (figures, test);
-        ``end_fixed_seconds``: the rest of the end (drawing figures, writing hparams and the last
-        checkpoint, exiting), a few seconds on a 2-core CPU."""
+        ``eval_end_passes``: validation-sized passes after the last step's validation (the test;
+        the figures reuse the validation's predictions); ``end_fixed_seconds``: the rest of the end
+        (drawing figures, writing hparams, exiting), a few seconds on a 2-core CPU."""
         self.budget, self.total, self.started = budget, int(total_steps), started
         self.images_per_step = images_per_step
         self.steps_cap, self.warmup_steps, self.probe_steps = steps_cap, warmup_steps, probe_steps

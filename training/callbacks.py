@@ -66,9 +66,11 @@ class RunReport(L.Callback):
     the HParams session (``hparams``; ``metrics`` are the scalar tags whose last values the HParams
     table shows) and the text card ``model/complexity`` (``complexity_table``: markdown, from
     ``model_card.model_card``). At train start: the model graph (``graph``). With ``figures``
-    (classifiers), at fit end on the validation split and at test end on the test split: the
-    row-normalised confusion matrix, per-class accuracy and up to ``max_images`` misclassified
-    images, stratified over the true classes (``reporting.StratifiedSample``)."""
+    (classifiers: their ``validation_step`` and ``test_step`` return ``{"preds": ...}``), at fit end
+    from the newest validation pass and at test end from the test pass, with no pass of their own:
+    the row-normalised confusion matrix, per-class accuracy and up to ``max_images`` misclassified
+    images, stratified over the true classes (``reporting.StratifiedSample``). Under DDP they show
+    the first process's share of the split."""
 
     def __init__(self, hparams: dict | None = None, complexity_table: str = "", max_images: int = 32,
                  figures: bool = True, graph: bool = True,
@@ -77,6 +79,8 @@ class RunReport(L.Callback):
         self.hparams, self.complexity_table = dict(hparams or {}), complexity_table
         self.max_images, self.figures, self.graph, self.metrics = max_images, figures, graph, tuple(metrics)
         self._session_end = None
+        self._pass: PredictionPass | None = None  # the pass being gathered
+        self._last_val: tuple[PredictionPass, int] | None = None  # the newest validation, and its step
 
     @staticmethod
     def _writer(trainer):
@@ -97,30 +101,41 @@ class RunReport(L.Callback):
         if tb is not None and self.graph and info.get("in_chans") and info.get("image_size"):
             add_graph(tb, pl_module.net, (info["in_chans"], *info["image_size"]), pl_module.device)
 
-    def _figures(self, trainer, pl_module, loader, split: str) -> None:
-        tb = self._writer(trainer)
-        if tb is None:
+    # -- figures: gathered from the validation and test passes themselves -------------------------
+    # A separate pass over the split after fitting cost as much as a validation (65 s of a 10-minute
+    # mobilenet_v2 run, with flip TTA), time a budgeted run had to hold back from training.
+    def _start_pass(self, trainer) -> None:
+        wanted = self.figures and trainer.is_global_zero and not trainer.sanity_checking
+        self._pass = PredictionPass(self.max_images) if wanted else None
+
+    def _add(self, outputs, batch) -> None:
+        if self._pass is not None and isinstance(outputs, dict) and "preds" in outputs:
+            self._pass.add(outputs["preds"], batch[0], batch[1])
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._start_pass(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._add(outputs, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._pass is not None and self._pass.seen:  # the newest validation is the one drawn
+            self._last_val, self._pass = (self._pass, trainer.global_step), None
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start_pass(trainer)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._add(outputs, batch)
+
+    def _draw(self, trainer, gathered: PredictionPass, step: int, split: str) -> None:
+        tb, dm = self._writer(trainer), trainer.datamodule
+        if tb is None or dm is None or not gathered.seen:
             return
-        dm = trainer.datamodule
-        preds, targets, mistakes, seen = [], [], StratifiedSample(self.max_images), 0
-        was_training = pl_module.training
-        pl_module.eval()
-        with torch.no_grad():
-            for x, y in loader:
-                x, y = x.to(pl_module.device), y.to(pl_module.device)
-                p = pl_module.logits(x).argmax(1)  # as validation and test scored them
-                preds.append(p.cpu())
-                targets.append(y.cpu())
-                miss = (p != y).nonzero().squeeze(1)
-                if len(miss):
-                    mistakes.add(miss.cpu() + seen, y[miss], x[miss].float(), p[miss])
-                seen += len(y)
-        pl_module.train(was_training)
-        cm = confusion_matrix(torch.cat(preds), torch.cat(targets), dm.num_classes)
-        step = trainer.global_step
+        cm = confusion_matrix(torch.cat(gathered.preds), torch.cat(gathered.targets), dm.num_classes)
         tb.add_figure(f"{split}/confusion_matrix", confusion_matrix_figure(cm, dm.class_names), step)
         tb.add_figure(f"{split}/per_class_accuracy", per_class_accuracy_figure(cm, dm.class_names), step)
-        picked = mistakes.items()
+        picked = gathered.mistakes.items()
         if picked is not None:
             labels, images, predicted = picked
             tb.add_figure(f"{split}/misclassified", misclassified_grid(
@@ -128,13 +143,32 @@ class RunReport(L.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         tb = self._writer(trainer)
-        if tb is None or trainer.datamodule is None:
+        if tb is None:
             return
-        if self.figures:
-            self._figures(trainer, pl_module, trainer.datamodule.val_dataloader(), "val")
+        if self.figures and self._last_val is not None:
+            self._draw(trainer, *self._last_val, "val")
         if self._session_end is not None:
             end_session(tb, self._session_end)
 
     def on_test_end(self, trainer, pl_module) -> None:
-        if self.figures and trainer.datamodule is not None:
-            self._figures(trainer, pl_module, trainer.datamodule.test_dataloader(), "test")
+        if self._pass is not None:
+            self._draw(trainer, self._pass, trainer.global_step, "test")
+            self._pass = None
+
+
+class PredictionPass:
+    """What one pass over a split predicted, kept for the figures: predictions and targets on the
+    CPU (N,) and a ``StratifiedSample`` of the mistakes (image, true class, predicted class)."""
+
+    def __init__(self, max_images: int) -> None:
+        self.preds: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+        self.mistakes, self.seen = StratifiedSample(max_images), 0
+
+    def add(self, preds: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.preds.append(preds.detach().cpu())
+        self.targets.append(y.detach().cpu())
+        miss = (preds != y).nonzero().squeeze(1)
+        if len(miss):
+            self.mistakes.add(miss.cpu() + self.seen, y[miss], x[miss].float(), preds[miss])
+        self.seen += len(y)

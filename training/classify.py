@@ -98,10 +98,11 @@ class ClassificationModule(TaskModule):
         self.val_loss.reset()
         self.val_acc.reset()
 
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def validation_step(self, batch, batch_idx: int) -> dict:
         loss, preds, y = self._step(batch)
         self.val_loss(loss, weight=len(y))
         self.val_acc(preds, y)
+        return {"preds": preds}  # RunReport draws its figures from these: no second pass over the split
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
@@ -112,9 +113,10 @@ class ClassificationModule(TaskModule):
         best = self.val_acc_best.compute() if self.val_acc_best.update_count else acc
         self.log("val/acc_best", best, sync_dist=True)
 
-    def test_step(self, batch, batch_idx: int) -> None:
+    def test_step(self, batch, batch_idx: int) -> dict:
         loss, preds, y = self._step(batch)
         self.test_loss(loss, weight=len(y))
         self.test_acc(preds, y)
         self.log("test/loss", self.test_loss, on_epoch=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
+        return {"preds": preds}
