@@ -111,6 +111,17 @@ def run_one(model: str, seed: int, extra: list[str], results: Path, log_root: Pa
           f"{record['metrics'].get('val/acc', float('nan')):.4f}: {shown(path)}", flush=True)
 
 
+def current(records: list[dict]) -> tuple[list[dict], list[str]]:
+    """The records whose config, composed today with the overrides they were run with, has the
+    fingerprint they were trained with (the tables show only these), and the names of the stale
+    ones: a leaderboard never mixes runs of an old recipe with runs of the new."""
+    kept, stale = [], []
+    for r in records:
+        config = composed(["experiment=compare", f"model={r['model']}", f"seed={r['seed']}", *r.get("overrides", [])])
+        (kept if r.get("fingerprint") == fingerprint(config) else stale).append(r)
+    return kept, sorted(f"{r['model']} seed {r['seed']}" for r in stale)
+
+
 def plan(models: list[str] | None, seeds: list[int] | None) -> list[tuple[str, int]]:
     """(model, seed) in training order: seed 0 of every model first, so a sitting cut short
     still leaves a whole leaderboard, then the spread's seeds."""
@@ -153,9 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         extra = data_overrides(extra) + extra
         for model, seed in plan(args.models, args.seeds):
             run_one(model, seed, extra, results, args.log_dir.resolve(), args.force, command, args.infer_batch)
-    records = [r for r in load_records(results) if r.get("experiment") == "compare"]
+    records, stale = current([r for r in load_records(results) if r.get("experiment") == "compare"])
+    if stale:
+        print(f"# left out of the tables, stale (their model or recipe changed since): {', '.join(stale)}; "
+              "python benchmarks/compare.py re-trains them", flush=True)
     if not records:
-        parser.error(f"no comparison records under {results}")
+        parser.error(f"no up-to-date comparison records under {results}")
     print(report(records, results, readme=args.readme))
     return 0
 

@@ -89,6 +89,19 @@ def test_report_fills_the_leaderboard_the_zoo_table_and_plots(board, tmp_path):
     assert "%" in fast
 
 
+def test_the_report_leaves_stale_records_out(board, tmp_path):
+    results, _, _ = board
+    copy = tmp_path / "amd-epyc-fp32"
+    shutil.copytree(results, copy)
+    record = json.loads((copy / RECORD).read_text())
+    record["seed"], record["fingerprint"] = 1, "0" * 16  # a seed trained under an older recipe
+    (copy / RECORD.replace("seed0", "seed1")).write_text(json.dumps(record))
+    text = bench("--report", "--results", str(copy))
+    assert "stale (their model or recipe changed since): fastnet seed 1;" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 1 "))
+    assert "| fastnet |" in row and "±" not in row  # seed 0 alone: no spread over a mixed pair
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(SystemExit):
         compare.main(["--models", "resnet21", "--report"])
