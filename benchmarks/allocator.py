@@ -21,7 +21,6 @@ import resource
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,20 +56,18 @@ def measure(model: str, setting: str, opts) -> dict:
     import torch
 
     from convzoo.models import create_model
-    from convzoo.training.timing import calibrate, median, run_steps, train_case
+    from convzoo.training.metrics import tta_logits
+    from convzoo.training.timing import Case, calibrate, interleave_seconds, median, run_steps, train_case
 
     torch.manual_seed(0)
     net = create_model(model).to(memory_format=torch.channels_last)
     x = torch.randn(opts.eval_batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
 
-    def evaluate() -> float:  # images/s of eval batches with flip TTA, median over batches
+    def evaluate() -> float:  # images/s of eval batches with flip TTA, as validation runs them; no warm-up
         net.eval()
-        seconds = []
-        with torch.no_grad():
-            for _ in range(opts.eval_batches):
-                start = time.perf_counter()
-                (net(x) + net(torch.flip(x, dims=[3]))).argmax(1)
-                seconds.append(time.perf_counter() - start)
+        case = Case(lambda: tta_logits(net, x, True).argmax(1), work=opts.eval_batch_size, context=torch.no_grad,
+                    warmup=0, fixed_steps=1)
+        seconds = interleave_seconds({"eval": case}, opts.eval_batches, 0.0, opts.device)["eval"]
         net.train()
         return opts.eval_batch_size / median(seconds)
 

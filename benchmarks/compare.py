@@ -72,6 +72,11 @@ def composed(overrides: list[str]) -> dict:
     return cfg
 
 
+def run_overrides(model: str, seed: int, extra: list[str]) -> list[str]:
+    """The overrides of one leaderboard run: its train.py command line and its fingerprint's config."""
+    return ["experiment=compare", f"model={model}", f"seed={seed}", *extra]
+
+
 def inference_speed(model: str, channels_last: bool, batch_size: int) -> dict:
     """Throughput at batch 256 and latency at batch 1 of the model in eval mode (fp32, weights
     untrained: speed does not depend on them), as the run trained it (memory format)."""
@@ -90,7 +95,7 @@ def run_one(model: str, seed: int, extra: list[str], results: Path, log_root: Pa
             benchmark_command: str, infer_batch: int) -> None:
     from convzoo.models.families import model_family
 
-    overrides = ["experiment=compare", f"model={model}", f"seed={seed}", *extra]
+    overrides = run_overrides(model, seed, extra)
     config = composed(overrides)
     key = fingerprint(config)
     path = results / record_name(model, config["budget"], f"seed{seed}")
@@ -117,7 +122,7 @@ def current(records: list[dict]) -> tuple[list[dict], list[str]]:
     ones: a leaderboard never mixes runs of an old recipe with runs of the new."""
     kept, stale = [], []
     for r in records:
-        config = composed(["experiment=compare", f"model={r['model']}", f"seed={r['seed']}", *r.get("overrides", [])])
+        config = composed(run_overrides(r["model"], r["seed"], r.get("overrides", [])))
         (kept if r.get("fingerprint") == fingerprint(config) else stale).append(r)
     return kept, sorted(f"{r['model']} seed {r['seed']}" for r in stale)
 
