@@ -56,6 +56,21 @@ def test_validations_count_epoch_ends_and_a_last_partial_epoch():
     assert validations(89, 176, 88) == 1
     assert validations(10, 10, 88) == 1      # stopping now, inside an epoch, still validates
     assert validations(88, 88, 88) == 1
+    # an end at most skip_within steps past an epoch end skips that epoch end's validation
+    assert validations(0, 100, 88, skip_within=12) == 1 and validations(0, 100, 88, skip_within=11) == 2
+    assert validations(88, 100, 88, skip_within=12) == 1 and validations(89, 100, 88, skip_within=12) == 1
+    assert validations(0, 88, 88, skip_within=12) == 1 and validations(0, 10, 88, skip_within=12) == 1
+
+
+def test_a_plan_may_end_just_past_an_epoch_end_without_paying_two_validations():
+    # mobilenet_v2_x1_0 for 10 minutes on a 2-core CPU: 352 steps an epoch at 1.43 s, a 65 s validation.
+    # Step 353 would cost the epoch end's validation and the last step's: the plan stopped at the epoch end.
+    p = Progress(elapsed=400, step=300, step_seconds=1.43, steps_per_epoch=352, epoch_overhead=65, end_seconds=5)
+    assert total_steps_within(600, p) == 352
+    skip = Progress(**{**vars(p), "skip_within": int(65 / 1.43)})
+    total = total_steps_within(600, skip)
+    assert 352 < total <= 352 + 45
+    assert (total - 300) * 1.43 + 65 <= 600 * 0.99 - 400 - 5 < (total + 1 - 300) * 1.43 + 65
 
 
 def test_plan_fills_the_budget_with_steps_and_validations():
@@ -95,9 +110,12 @@ class Tick(L.Callback):
     def on_train_batch_end(self, *args) -> None:
         CLOCK.now += 2.0
 
+    passes: list[int] = []  # the global step of each validation
+
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
             CLOCK.now += 6.0
+            Tick.passes.append(trainer.global_step)
 
 
 @pytest.fixture
@@ -115,15 +133,19 @@ def lrs(run_dir) -> list[float]:
 def test_time_budget_plans_from_measured_speed_and_ends_the_schedule_at_its_last_step(
         tmp_path, compose_train, tiny, clock):
     # 4 steps an epoch; 2 s a step and 6 s a validation: 60 s, less 1% and the end (5 s: the
-    # figures reuse the last validation's predictions), leave room for 15 steps and their 4 validations.
+    # figures reuse the last validation's predictions), leave room for 15 steps and 4 validations; but
+    # a validation buys 3 steps, so the epoch end at step 12, 3 steps before the planned end, is not
+    # validated, and the 6 s saved buy 3 more steps: 18, whose end is 2 steps past the epoch end at 16.
     cfg = compose_train(*tiny, "budget=60s", "test=false", "scheduler=linear", "scheduler.warmup_fraction=0.25",
                         "+callbacks.tick._target_=test_budget.Tick", tmp_path=tmp_path)
+    Tick.passes.clear()
     metrics = train(cfg)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     plan = next(v for k, v in ckpt["callbacks"].items() if "BudgetPlanner" in k)
     steps = ckpt["global_step"]
     assert plan["total_steps"] == steps and plan["text"] == "60s"
-    elapsed = steps * 2.0 + -(-steps // 4) * 6.0 + 5.0  # steps, validations, end
+    assert Tick.passes == [4, 8, steps] and steps == 18
+    elapsed = steps * 2.0 + len(Tick.passes) * 6.0 + 5.0  # steps, validations, end
     assert elapsed <= 60 * 0.99 < elapsed + 2.0 + 6.0
     lr = lrs(tmp_path)
     assert len(lr) == steps and lr[-1] == pytest.approx(0.1 * (1 - (steps - 1 - round(0.25 * steps)) / (steps - round(0.25 * steps))), rel=1e-6)

@@ -91,13 +91,19 @@ class Progress:
     steps_per_epoch: int
     epoch_overhead: float   # per epoch beyond its steps: validation, checkpoints, epoch hooks
     end_seconds: float      # after the last step's validation: final figures, test, report
+    skip_within: int = 0    # an epoch end's validation is skipped when the run ends at most this many steps later
 
 
-def validations(step: int, total: int, steps_per_epoch: int) -> int:
+def validations(step: int, total: int, steps_per_epoch: int, skip_within: int = 0) -> int:
     """Validation passes still to come, seen from the end of step ``step`` (an epoch's last step is
     validated after it), to the run's end at ``total``: one per epoch end, and one at the last step
-    when it falls inside an epoch."""
-    return max(0, math.ceil(total / steps_per_epoch) - max(0, step - 1) // steps_per_epoch)
+    when it falls inside an epoch; but none at the last epoch end when the run ends at most
+    ``skip_within`` steps after it, since the last step's validation follows as soon."""
+    count = max(0, math.ceil(total / steps_per_epoch) - max(0, step - 1) // steps_per_epoch)
+    past_boundary = total % steps_per_epoch
+    if 0 < past_boundary <= skip_within and step <= total - past_boundary and total > steps_per_epoch:
+        count -= 1  # that epoch end is still to come, and skipped
+    return count
 
 
 def total_steps_within(seconds: float, p: Progress, safety: float = 0.01) -> int:
@@ -107,7 +113,7 @@ def total_steps_within(seconds: float, p: Progress, safety: float = 0.01) -> int
     step_s = max(p.step_seconds, 1e-9)
 
     def cost(more: int) -> float:
-        return more * step_s + validations(p.step, p.step + more, p.steps_per_epoch) * p.epoch_overhead
+        return more * step_s + validations(p.step, p.step + more, p.steps_per_epoch, p.skip_within) * p.epoch_overhead
 
     lo, hi = 0, max(0, int(left / step_s)) + 1  # cost(lo) <= left (or lo = 0); cost(hi) > left
     if cost(0) > left:
