@@ -154,6 +154,23 @@ def test_time_budget_plans_from_measured_speed_and_ends_the_schedule_at_its_last
     assert planned[-1][1] == steps
 
 
+class StopAt12(L.Callback):
+    """Another callback that stops the run, at an epoch end the planner would not validate."""
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == 12:
+            trainer.should_stop = True
+
+
+def test_a_run_stopped_by_another_callback_at_a_skipped_epoch_end_still_validates_it(
+        tmp_path, compose_train, tiny, clock):
+    cfg = compose_train(*tiny, "budget=60s", "test=false", "+callbacks.tick._target_=test_budget.Tick",
+                        "+callbacks.stop._target_=test_budget.StopAt12", tmp_path=tmp_path)
+    Tick.passes.clear()
+    train(cfg)
+    assert Tick.passes == [4, 8, 12]
+
+
 def test_flop_budget_gives_the_same_steps_anywhere_and_validates_the_last_step(tmp_path, compose_train, tiny):
     steps = 10  # 2.5 epochs of 4 steps: the last validation falls inside epoch 3
     flops = 6 * RESNET20_MACS * 32 * steps

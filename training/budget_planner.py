@@ -60,6 +60,7 @@ class BudgetPlanner(L.Callback):
         self._crossed = False            # an interval that holds a validation or an epoch boundary
         self._overhead: float | None = None
         self._eval_pass: float | None = None
+        self._eval_source = "estimated from the step time"
         self._sanity_start, self._sanity_ends = 0.0, []
         self._skipped = False            # this epoch end's validation was skipped: its interval holds none
 
@@ -93,8 +94,10 @@ class BudgetPlanner(L.Callback):
         ends, total = self._sanity_ends, sum(trainer.num_val_batches) if trainer.num_val_batches else 0
         if len(ends) >= 2:  # the batches after the first: the first pays one-off set-up
             self._eval_pass = (ends[-1] - ends[0]) / (len(ends) - 1) * total
+            self._eval_source = "sanity check"
         elif ends:  # one batch, set-up included: an upper estimate, replaced after the first validation
             self._eval_pass = (ends[0] - self._sanity_start) * total
+            self._eval_source = "sanity check"
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._crossed = True
@@ -102,7 +105,11 @@ class BudgetPlanner(L.Callback):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
-            self._eval_pass = time.perf_counter() - self._val_start
+            planned, self._eval_pass = self._eval_pass, time.perf_counter() - self._val_start
+            if trainer.is_global_zero:
+                log.info("budget %s: a validation took %.0f s (planned: %s)", self.budget.describe(), self._eval_pass,
+                         f"{planned:.0f} s, {self._eval_source}" if planned is not None else "from the step time")
+            self._eval_source = "measured"
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._crossed = self._crossed or self._last_end is not None
@@ -167,9 +174,10 @@ class BudgetPlanner(L.Callback):
         return int(self._eval_seconds(trainer) / self.step_seconds)
 
     def _skip_epoch_end(self, trainer, step: int) -> bool:
-        """Whether this step ends an epoch whose validation the plan has made redundant."""
+        """Whether this step ends an epoch whose validation the plan has made redundant (not when
+        another callback stops the run here: this validation is then its last)."""
         return (trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and trainer.world_size == 1
-                and step < self.total <= step + self._skip_within(trainer))
+                and not trainer.should_stop and step < self.total <= step + self._skip_within(trainer))
 
     def _eval_seconds(self, trainer) -> float:
         if self._eval_pass is not None:
@@ -194,7 +202,8 @@ class BudgetPlanner(L.Callback):
         total = total_steps_within(self.budget.amount, progress)
         total = int(trainer.strategy.broadcast(total, src=0))  # every rank keeps rank 0's plan
         if total != self.total:
-            self._apply(trainer, pl_module, total, f"{self.step_seconds:.3f} s/step measured")
+            self._apply(trainer, pl_module, total, f"{self.step_seconds:.3f} s/step measured, a validation "
+                        f"{eval_pass:.0f} s ({self._eval_source})")
 
     def _apply(self, trainer, pl_module, total: int, why: str) -> None:
         total = min(total, self.steps_cap) if self.steps_cap else total
