@@ -15,11 +15,11 @@ def test_a_bad_choice_names_the_value_and_the_choices(tmp_path, compose_train, t
 
 def test_default_changes_nothing_and_retain_holds_for_the_process(monkeypatch):
     monkeypatch.setattr(allocator, "_applied", None)
-    assert allocator.set_cpu_allocator("default") == "default" and allocator._applied is None
+    assert allocator.set_cpu_allocator("default").choice == "default" and allocator._applied is None
     if allocator._glibc() is None:
         pytest.skip("no glibc here: retain falls back to the C library's allocator")
     held = allocator.set_cpu_allocator("retain")
-    assert held.startswith("retain (mmap threshold ") and held.endswith(" MiB, no trim)")
+    assert held.choice == "retain" and held.detail.startswith("mmap threshold ") and held.detail.endswith(" MiB, no trim")
     assert allocator.set_cpu_allocator("default") == held  # glibc cannot go back within a process
 
 

@@ -16,13 +16,22 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
 CHOICES = ("retain", "default")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 MMAP_THRESHOLDS = (1 << 30, 32 << 20)        # 1 GiB; 32 MiB, the most that glibc older than 2.35 accepts
-_applied: str | None = None
+
+
+class Allocation(NamedTuple):
+    """What holds in the process: ``choice`` (retain or default) and ``detail`` (how, or why not)."""
+    choice: str
+    detail: str
+
+
+_applied: Allocation | None = None
 
 
 def check_choice(value) -> str:
@@ -41,21 +50,22 @@ def _glibc():
         return None
 
 
-def set_cpu_allocator(choice: str) -> str:
+def set_cpu_allocator(choice: str) -> Allocation:
     """Apply ``choice`` to this process (once: glibc cannot go back to its dynamic threshold, so a
-    later ``default`` in the same process leaves ``retain`` in place). Returns what holds now:
-    ``retain (mmap threshold N MiB, no trim)``, ``default``, or why nothing was changed."""
+    later ``default`` in the same process leaves ``retain`` in place). Returns what holds now."""
     global _applied
     check_choice(choice)
-    if _applied is not None or choice == "default":
-        return _applied or "default"
+    if _applied is not None:
+        return _applied
+    if choice == "default":
+        return Allocation("default", "the C library's allocator as it is")
     libc = _glibc()
     if libc is None:
-        return "default (no glibc: mallopt is not available, the C library's allocator is used as it is)"
+        return Allocation("default", "no glibc: mallopt is not available, the C library's allocator is used as it is")
     for threshold in MMAP_THRESHOLDS:
         if libc.mallopt(M_MMAP_THRESHOLD, threshold) == 1:
             libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # the largest an int takes: never trim
-            _applied = f"retain (mmap threshold {threshold >> 20} MiB, no trim)"
-            log.info("cpu_allocator: %s", _applied)
+            _applied = Allocation("retain", f"mmap threshold {threshold >> 20} MiB, no trim")
+            log.info("cpu_allocator: retain (%s)", _applied.detail)
             return _applied
-    return "default (mallopt refused every threshold)"
+    return Allocation("default", "mallopt refused every threshold")

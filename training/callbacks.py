@@ -102,8 +102,8 @@ class RunReport(L.Callback):
             add_graph(tb, pl_module.net, (info["in_chans"], *info["image_size"]), pl_module.device)
 
     # -- figures: gathered from the validation and test passes themselves -------------------------
-    # A separate pass over the split after fitting cost as much as a validation (65 s of a 10-minute
-    # mobilenet_v2 run, with flip TTA), time a budgeted run had to hold back from training.
+    # A separate pass over the split after fitting would cost as much as a validation (with flip TTA),
+    # time a budgeted run would have to hold back from training.
     def _start_pass(self, trainer) -> None:
         wanted = self.figures and trainer.is_global_zero and not trainer.sanity_checking
         self._pass = PredictionPass(self.max_images) if wanted else None

@@ -100,7 +100,7 @@ def train(cfg: DictConfig) -> dict:
 
     hparams = {**model_hparams(cfg, report), **module.hparams_summary(),
                "channels_last": setting.channels_last, "compile": setting.compile,
-               "cpu_allocator": allocator.split(" ")[0]}
+               "cpu_allocator": allocator.choice}
     if budget is not None:  # the budget, not max_epochs, sizes the run
         hparams["budget"] = budget.text
         hparams.pop("epochs", None)
