@@ -11,9 +11,8 @@ steps (a tenth of a shorter plan) and at the planned last step; each time the tr
 ``should_stop``, so Lightning still validates (and checkpoints) it when it falls inside an epoch.
 A time budget skips an epoch end's validation when the run ends less than one validation's time of
 training after it: the last step's validation comes as soon, and the time buys steps. Without the
-skip, a plan that ends just past an epoch end had to pay two validations, so it stopped before the
-end instead (mobilenet_v2_x1_0 for 10 minutes ended 7% early on a 2-core CPU, a validation costing
-as much as 45 steps).
+skip, a plan that would end just past an epoch end had to pay two validations, so it stopped before
+the epoch end instead, short of the budget by up to a validation's time (docs: README, the leaderboard).
 
 The plan (budget, total, seconds used) is saved in checkpoints: a resumed run keeps its total and
 schedule, and a time budget charges the seconds used before the interruption. In DDP every rank
