@@ -52,7 +52,8 @@ def measure(model: str, setting: str, opts) -> dict:
     """One process's figures (run in a child: the allocator is chosen before anything is allocated)."""
     from convzoo.training.allocator import set_cpu_allocator
 
-    applied = "{} ({})".format(*set_cpu_allocator(setting))
+    allocation = set_cpu_allocator(setting)
+    applied = f"{allocation.choice} ({allocation.detail})"
     import torch
 
     from convzoo.models import create_model

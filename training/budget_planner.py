@@ -167,16 +167,18 @@ class BudgetPlanner(L.Callback):
     # -- planning -------------------------------------------------------------------------------
     def _skip_within(self, trainer) -> int:
         """Steps after an epoch end within which the run's end makes that epoch's validation redundant:
-        as many as one validation's time buys; none on a Lightning without the flag that skips one."""
-        if not hasattr(trainer.fit_loop.epoch_loop, "_skip_next_val") or not self.step_seconds:
+        as many as one validation's time buys; none on a Lightning without the flag that skips one, and
+        none in DDP (each rank measures its own times, and every rank must validate alike)."""
+        if (not hasattr(trainer.fit_loop.epoch_loop, "_skip_next_val") or not self.step_seconds
+                or trainer.world_size != 1):
             return 0
         return int(self._eval_seconds(trainer) / self.step_seconds)
 
     def _skip_epoch_end(self, trainer, step: int) -> bool:
         """Whether this step ends an epoch whose validation the plan has made redundant (not when
         another callback stops the run here: this validation is then its last)."""
-        return (trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and trainer.world_size == 1
-                and not trainer.should_stop and step < self.total <= step + self._skip_within(trainer))
+        return (trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and not trainer.should_stop
+                and step < self.total <= step + self._skip_within(trainer))
 
     def _eval_seconds(self, trainer) -> float:
         if self._eval_pass is not None:
@@ -197,7 +199,7 @@ class BudgetPlanner(L.Callback):
                             steps_per_epoch=per_epoch,
                             epoch_overhead=self._overhead if self._overhead is not None else eval_pass,
                             end_seconds=eval_pass * self.eval_end_passes + self.end_fixed_seconds,
-                            skip_within=self._skip_within(trainer) if trainer.world_size == 1 else 0)
+                            skip_within=self._skip_within(trainer))
         total = total_steps_within(self.budget.amount, progress)
         total = int(trainer.strategy.broadcast(total, src=0))  # every rank keeps rank 0's plan
         if total != self.total:
