@@ -122,7 +122,7 @@ def tuning_values(name: str) -> dict:
 
     def walk(n, prefix=""):
         for key, value in n.items():
-            if isinstance(value, dict) and "_target_" not in value:
+            if isinstance(value, dict):  # leaves: a tuned node may keep keys of the group option it tunes
                 walk(value, f"{prefix}{key}.")
             else:
                 values[f"{prefix}{key}"] = value
