@@ -88,12 +88,12 @@ def test_an_overrun_budget_stops_now():
 
 
 class FakeClock:
-    """time.time and time.perf_counter of the planner's module: seconds advance only when told."""
+    """time.monotonic and time.perf_counter of the planner's module: seconds advance only when told."""
 
     def __init__(self) -> None:
         self.now = 1000.0
 
-    def time(self) -> float:
+    def monotonic(self) -> float:
         return self.now
 
     def perf_counter(self) -> float:

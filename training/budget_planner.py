@@ -39,7 +39,7 @@ class BudgetPlanner(L.Callback):
                  step_seconds: float | None = None, steps_cap: int | None = None,
                  warmup_steps: int = 2, probe_steps: int = 8, replan_every: int = 50, recent_steps: int = 25,
                  eval_end_passes: float = 0.0, end_fixed_seconds: float = 5.0) -> None:
-        """``started``: ``time.time()`` when the run began (charged to the budget); ``recent_steps``:
+        """``started``: ``time.monotonic()`` when the run began (charged to the budget); ``recent_steps``:
         the step time is the mean of the last this many steps (the speed of a shared machine
         drifts: a run planned on its mean so far ended 14% early once a neighbour stopped); ``steps_cap``:
         ``trainer.max_steps`` when the user set it too (the run stops at whichever comes first);
@@ -65,7 +65,7 @@ class BudgetPlanner(L.Callback):
 
     # -- what is charged ------------------------------------------------------------------------
     def seconds_used(self) -> float:
-        return self.used_before + time.time() - self.started
+        return self.used_before + time.monotonic() - self.started
 
     def state_dict(self) -> dict:
         return {"kind": self.budget.kind, "amount": self.budget.amount, "text": self.budget.text,
@@ -231,7 +231,7 @@ def make_planner(budget: Budget, *, macs_per_image: float, batch_size: int, accu
     if budget.kind == "flop":
         total = steps_for_flops(budget, macs_per_image, images_per_step, model)
     elif step_seconds:
-        total = max(1, int((budget.amount - (time.time() - started)) / step_seconds))
+        total = max(1, int((budget.amount - (time.monotonic() - started)) / step_seconds))
     else:
         total = 10 * steps_per_epoch
     if steps_cap:

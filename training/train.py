@@ -125,7 +125,7 @@ def train(cfg: DictConfig) -> dict:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     images = trainer.global_step * int(cfg.data.batch_size) * accumulation(cfg) * trainer.world_size
-    summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "run_seconds": time.time() - started,
+    summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "run_seconds": time.monotonic() - started,
                "train_images_seen": images, "train_flops": train_flops_per_image(report.total_macs) * images,
                "epochs_trained": images / max(1, datamodule.num_train or 1),
                "best_checkpoint": best, "machine": machine_summary()}
