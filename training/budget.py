@@ -130,9 +130,9 @@ _launch: float | None = None
 def mark_launch() -> None:
     """Called when the command line starts (``training/entry.py``): the first run of the process
     charges its budget from the process's start, since interpreter start-up and imports are part
-    of what a user waits for. Seconds are on the monotonic clock: the wall clock of the virtual
-    machines this runs on was seen to jump 12-19 s forward within one run, which made a 10-minute run
-    stop 12 s early by any steady clock."""
+    of what a user waits for. Seconds are on the monotonic clock: a virtual machine's wall clock can
+    jump forward within a run (README, "Targets of the budget issue"), and a run planned on it would
+    stop early by every steady clock."""
     global _launch
     now = time.monotonic()
     try:  # Linux: field 22 of /proc/self/stat is the start in clock ticks after boot
