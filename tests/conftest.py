@@ -78,6 +78,15 @@ def compose_train() -> Callable[..., DictConfig]:
     return _compose_train
 
 
+@pytest.fixture
+def fp32_machine(monkeypatch) -> None:
+    """This CPU taken as one without native bf16, whatever it has: the default precision (device.py)
+    and the calibration's candidates (calibrate.py) are then fp32 only, so tests of choices and
+    tables come out alike on every machine kind CI may draw."""
+    monkeypatch.setattr("convzoo.training.calibrate.has_native_bf16", lambda: False)
+    monkeypatch.setattr("convzoo.training.device.has_native_bf16", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def tiny() -> tuple[str, ...]:
     """The overrides of a tiny CPU run; a tuple, so no test can change another's."""

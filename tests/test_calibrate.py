@@ -25,8 +25,8 @@ def _choose(tmp_path, steps=LONG, **kw):
 
 
 @pytest.fixture
-def fake_timing(monkeypatch):
-    """Fixed rates (images/s) instead of timings; records what was timed."""
+def fake_timing(monkeypatch, fp32_machine):
+    """Fixed rates (images/s) instead of timings, on a machine taken as fp32-only; records what was timed."""
     calls = {"eager": [], "compiled": []}
     rates = calls["rates"] = {True: 100.0, False: 150.0}  # contiguous wins
 
@@ -40,7 +40,6 @@ def fake_timing(monkeypatch):
 
     monkeypatch.setattr(calibrate, "time_settings", eager)
     monkeypatch.setattr(calibrate, "time_compiled", compiled)
-    monkeypatch.setattr(calibrate, "has_native_bf16", lambda: False)
     return calls
 
 

@@ -24,7 +24,7 @@ def test_shuffle_interleaves_the_groups():
     assert _peers.shuffle(x).flatten().tolist() == [0, 3, 1, 4, 2, 5]
 
 
-def test_quick_run_writes_every_table(tmp_path, monkeypatch):
+def test_quick_run_writes_every_table(tmp_path, monkeypatch, fp32_machine):
     real_choose = peers.choose
 
     def choose(net, model_cfg, **kw):  # eff_shuffle as if calibrated to contiguous: the timing must follow
@@ -86,7 +86,7 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_defaults_quick_run_compares_the_default_with_every_setting(tmp_path, monkeypatch):
+def test_defaults_quick_run_compares_the_default_with_every_setting(tmp_path, monkeypatch, fp32_machine):
     """benchmarks/defaults.py: one row per model, the default (here forced to contiguous for one model,
     as a calibration could choose) timed beside every eager setting, and default / best computed."""
     from benchmarks import defaults
