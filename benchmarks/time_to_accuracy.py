@@ -77,19 +77,29 @@ def run_one(experiment: str, budget: str, seed: int, overrides: list[str], resul
 
 def budget_order(record: dict) -> tuple:
     return (record["machine"]["cpu"], record["experiment"], optimizer(record), record["budget_kind"] != "time",
-            record["budget_seconds"] or record["budget_flops"] or 0.0, record["budget"], record["seed"])
+            record["budget_seconds"] or record["budget_flops"] or 0.0, record["budget"], tta(record), record["seed"])
 
 
 def group_key(record: dict) -> tuple:
     m = record["machine"]
-    return (machine_slug(m["cpu"], m["native_bf16"]), record["experiment"], optimizer(record), record["budget"],
-            tuple(record["overrides"]))
+    return (machine_slug(m["cpu"], m["native_bf16"]), record["experiment"], optimizer(record), tta(record),
+            record["budget"], tuple(record["overrides"]))
 
 
 def optimizer(record: dict) -> str:
     """The optimizer's class name, as the run logged it: a recipe's optimizer can change while its
     experiment name and overrides stay the same."""
     return str(record["metrics"].get("optimizer", "-"))
+
+
+def tta(record: dict) -> str:
+    """The final evaluation's test-time augmentation, as the run logged it ('flip', 'flip+translate1'):
+    what a recipe's last validation measures changes with it."""
+    m = record["metrics"]
+    views = ["flip"] if m.get("tta_flip") else []
+    if m.get("final_tta_translate"):
+        views.append(f"translate{m['final_tta_translate']}")
+    return "+".join(views) or "none"
 
 
 def ratio(record: dict) -> float | None:
@@ -106,23 +116,23 @@ def budget_table(records: list[dict]) -> str:
     for r in records:
         groups.setdefault(group_key(r), []).append(r)
     rows = []
-    for (slug, experiment, opt, budget, overrides), runs in groups.items():
+    for (slug, experiment, opt, views, budget, overrides), runs in groups.items():
         accs = [r["metrics"].get("val/acc") for r in runs if r["metrics"].get("val/acc") is not None]
         walls = [r["wall_seconds"] for r in runs]
         ratios = [ratio(r) for r in runs if ratio(r) is not None]
         precisions = sorted({str(r["metrics"].get("precision", r["recipe"].get("precision"))) for r in runs})
         images = [r["metrics"].get("train_images_seen", 0) for r in runs]
-        rows.append([budget, experiment, opt, len(runs),
+        rows.append([budget, experiment, opt, views, len(runs),
                      f"{statistics.fmean(accs):.4f} ± {spread(accs):.4f}" if accs else "-",
                      acc(max(accs)) if accs else "-", f"{statistics.fmean(walls):.0f}", f"{max(walls):.0f}",
                      f"{max(ratios):.3f}" if ratios else None,
                      ("yes" if all(abs(q - 1) <= ON_BUDGET for q in ratios) else "no") if ratios else None,
                      format_number(round(statistics.fmean(images))), slug, ", ".join(precisions),
                      " ".join(o for o in overrides if not o.startswith(("data=", "data.root="))) or "-"])
-    header = ["budget", "experiment", "optimizer", "runs", "val acc (mean ± std)", "best run's val acc", "wall mean (s)",
+    header = ["budget", "experiment", "optimizer", "final TTA", "runs", "val acc (mean ± std)", "best run's val acc", "wall mean (s)",
               "wall max (s)", "max wall / budget", f"all within ±{ON_BUDGET:.0%}", "images seen (mean)", "machine",
               "precision", "overrides"]
-    return markdown_table(header, rows, "lllrrrrrrlrlll")
+    return markdown_table(header, rows, "llllrrrrrrlrlll")
 
 
 def run_table(records: list[dict]) -> str:

@@ -2,6 +2,8 @@
 ``experiment=fast`` fitting the whitening from the data before the first step."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -155,6 +157,44 @@ def test_test_time_augmentation_views_and_weights():
     assert torch.allclose(got[:, 0], 0.5 * x[:, 0, 0, 0] + 0.25 * up_left[:, 0, 0, 0] + 0.25 * down_right[:, 0, 0, 0])
     with pytest.raises(ValueError, match="tta_translate should be an integer >= 0 \\(pixels\\), got -1"):
         create_module_with(tta_translate=-1)
+
+
+def test_final_tta_views_and_cost():
+    from convzoo.training.metrics import final_eval_cost, final_translate, tta_views
+
+    assert [tta_views(False), tta_views(True), tta_views(False, 1), tta_views(True, 2)] == [1, 2, 3, 6]
+    assert final_translate({"tta_translate": 0, "final_tta_translate": 1}) == 1
+    assert final_translate({"tta_translate": 2, "final_tta_translate": 1}) == 2
+    assert final_translate({}) == 0
+    assert final_eval_cost({"tta_flip": True, "tta_translate": 0, "final_tta_translate": 1}) == 3.0
+    assert final_eval_cost({"tta_flip": True, "tta_translate": 1, "final_tta_translate": 1}) == 1.0
+    assert final_eval_cost({"tta_flip": False}) == 1.0
+    with pytest.raises(ValueError, match=re.escape("final_tta_translate should be an integer >= 0 (pixels), got True")):
+        create_module_with(final_tta_translate=True)
+
+
+@pytest.mark.parametrize("stop", [("trainer.max_epochs=2",), ("budget=5e10flop",)], ids=["epochs", "budget"])
+def test_final_evaluations_translate(tmp_path, compose_train, tiny, monkeypatch, stop):
+    """The last validation and the test add the translated views; the validations before do not.
+    resnet20 at 41M MACs, 32 images a step: 5e10 FLOPs stop the run at step 6, mid-epoch 1."""
+    import convzoo.training.classify as classify
+    from convzoo.training.metrics import tta_logits
+
+    calls = []
+
+    def spy(forward, x, flip=False, translate=0):
+        trainer = forward.trainer
+        calls.append((trainer.state.stage.value, trainer.global_step, translate))
+        return tta_logits(forward, x, flip, translate)
+
+    monkeypatch.setattr(classify, "tta_logits", spy)
+    cfg = compose_train(*tiny, *stop, "module.final_tta_translate=1", tmp_path=tmp_path)
+    metrics = train(cfg)
+    last = 8 if "max_epochs" in stop[0] else 6
+    validations = sorted({call for call in calls if call[0] != "test"})
+    assert validations == [("sanity_check", 0, 0), ("validate", 4, 0), ("validate", last, 1)]
+    assert {translate for stage, _, translate in calls if stage == "test"} == {1}  # the best checkpoint's test
+    assert metrics["final_tta_translate"] == 1
 
 
 def create_module_with(**options):

@@ -84,27 +84,31 @@ def test_report_rebuilds_the_tables_from_the_records_alone(grid, tmp_path):
     assert md.read_text() in text and png.stat().st_size > 1000
     assert f"--budgets {BUDGET} --seeds 0" in text and "native bf16" in text
     (row,) = table_rows(text, BUDGET)[:1]
-    assert row[1:4] == ["fast", "Muon", "1"] and " ± " in row[4]  # fastnet's tuning trains with Muon
-    assert row[8:10] == ["-", "-"]  # a FLOP budget is no deadline
+    assert row[1:5] == ["fast", "Muon", "flip+translate1", "1"] and " ± " in row[5]  # fastnet's tuning: Muon
+    assert row[9:11] == ["-", "-"]  # a FLOP budget is no deadline
     assert table_rows(text, BUDGET)[1][1] == "0"  # the per-run row of seed 0
 
 
 def test_time_budgets_report_wall_time_against_the_budget(grid, tmp_path):
     real = json.loads((grid[0] / f"fast_{BUDGET}_seed0.json").read_text())
     for budget, seed, wall, opt in (("20s", 0, 19.8, "Muon"), ("20s", 1, 19.5, "Muon"), ("10s", 0, 11.0, "Muon"),
-                                    ("20s", 2, 19.0, "SGD")):
+                                    ("20s", 2, 19.0, "SGD"), ("20s", 3, 19.6, "Muon ")):
         record = copy.deepcopy(real)
         record.update(budget=budget, budget_kind="time", budget_seconds=float(budget[:-1]), budget_flops=None,
                       seed=seed, wall_seconds=wall)
-        record["metrics"]["optimizer"] = opt
+        record["metrics"]["optimizer"] = opt.strip()
+        if opt.endswith(" "):  # a recipe before the final translated views
+            record["metrics"]["final_tta_translate"] = 0
         (tmp_path / f"fast_{budget}_seed{seed}.json").write_text(json.dumps(record))
     text = bench("--report", str(tmp_path))
-    twenty, ten = table_rows(text, "20s")[0], table_rows(text, "10s")[0]
-    assert (twenty[2], twenty[3], twenty[8], twenty[9]) == ("Muon", "2", "0.990", "yes")
-    assert (ten[3], ten[8], ten[9]) == ("1", "1.100", "no")
-    # the same experiment and overrides with another optimizer (a recipe that changed) is a row of its own
-    assert [(r[2], r[3]) for r in table_rows(text, "20s") if len(r) > 9 and r[2] in ("Muon", "SGD")] == [
-        ("Muon", "2"), ("SGD", "1")]
+    twenty = next(r for r in table_rows(text, "20s") if r[2:4] == ["Muon", "flip+translate1"])
+    ten = table_rows(text, "10s")[0]
+    assert (twenty[4], twenty[9], twenty[10]) == ("2", "0.990", "yes")
+    assert (ten[4], ten[9], ten[10]) == ("1", "1.100", "no")
+    # the same experiment and overrides with another optimizer or final evaluation (a recipe that
+    # changed) is a row of its own
+    assert [(r[2], r[3], r[4]) for r in table_rows(text, "20s") if len(r) > 10 and r[2] in ("Muon", "SGD")] == [
+        ("Muon", "flip", "1"), ("Muon", "flip+translate1", "2"), ("SGD", "flip+translate1", "1")]
     assert text.index("| 10s ") < text.index("| 20s ")  # budgets in order of size
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from .metrics import tta_logits
+from .metrics import final_translate, tta_logits
 from .task import TaskModule
 
 
@@ -34,6 +34,7 @@ class ClassificationModule(TaskModule):
         compile: bool = False,
         tta_flip: bool = False,
         tta_translate: int = 0,
+        final_tta_translate: int | None = None,
         whitening_images: int = 5000,
         norm_bias_lr_scale: float = 1.0,
         model_cfg: dict | None = None,
@@ -46,8 +47,11 @@ class ClassificationModule(TaskModule):
             num_classes = self.data_info.get("num_classes")
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes should be an integer >= 1 (or given by data_info), got {num_classes!r}")
-        if isinstance(tta_translate, bool) or not isinstance(tta_translate, int) or tta_translate < 0:
-            raise ValueError(f"tta_translate should be an integer >= 0 (pixels), got {tta_translate!r}")
+        for name, value in (("tta_translate", tta_translate), ("final_tta_translate", final_tta_translate)):
+            if value is None and name == "final_tta_translate":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} should be an integer >= 0 (pixels), got {value!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing should be in [0, 1), got {label_smoothing}")
         # The net is saved by its config (``model_cfg``, plain data) so a checkpoint can be read
@@ -65,9 +69,11 @@ class ClassificationModule(TaskModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best
+        self._final_eval = False  # the last validation or the test: final_tta_translate applies
 
     def hparams_summary(self) -> dict:
-        return {"label_smoothing": self.hparams.label_smoothing, "tta_flip": self.hparams.tta_flip}
+        return {"label_smoothing": self.hparams.label_smoothing, "tta_flip": self.hparams.tta_flip,
+                "final_tta_translate": final_translate(self.hparams)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -76,10 +82,25 @@ class ClassificationModule(TaskModule):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores (N, num_classes); in eval mode with the test-time augmentation of
-        ``tta_flip`` / ``tta_translate`` (``metrics.tta_logits``, as airbench evaluates)."""
+        ``tta_flip`` / ``tta_translate`` (``metrics.tta_logits``, as airbench evaluates), and in the
+        final evaluations with ``final_tta_translate`` when larger: airbench translates only in its
+        last evaluation, where 3x the passes cost once rather than at every epoch."""
         if self.training:
             return self(x)
-        return tta_logits(self, x, self.hparams.tta_flip, self.hparams.tta_translate)
+        translate = final_translate(self.hparams) if self._final_eval else self.hparams.tta_translate
+        return tta_logits(self, x, self.hparams.tta_flip, translate)
+
+    def _is_last_validation(self) -> bool:
+        """Whether this validation ends training: the planner or a step cap stopped the run at this
+        step, or this is the last epoch's (an early stop decided after a validation is not foreseen)."""
+        trainer = self.trainer
+        if trainer.sanity_checking:
+            return False
+        if trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step:
+            return True
+        max_epochs = trainer.max_epochs
+        return (max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs
+                and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
     def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -95,6 +116,7 @@ class ClassificationModule(TaskModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
+        self._final_eval = self._is_last_validation()
         self.val_loss.reset()
         self.val_acc.reset()
 
@@ -112,6 +134,9 @@ class ClassificationModule(TaskModule):
         self.log("val/acc", acc, prog_bar=True, sync_dist=True)
         best = self.val_acc_best.compute() if self.val_acc_best.update_count else acc
         self.log("val/acc_best", best, sync_dist=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._final_eval = True
 
     def test_step(self, batch, batch_idx: int) -> dict:
         loss, preds, y = self._step(batch)

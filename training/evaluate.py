@@ -26,7 +26,7 @@ from .eval_data import build_datamodule, resolve_data_config
 from .instantiate import instantiate_checked
 from .runs import Run, read_config, run_dir_of
 from .timing import measure_inference
-from .metrics import accuracy_report, predict
+from .metrics import accuracy_report, final_translate, predict
 from .leaderboard import collect, write_leaderboard
 
 
@@ -94,7 +94,7 @@ def _evaluate_net(cfg: DictConfig, net, dm, data_cfg, hparams: dict, result: dic
     split = "test" if dm.has_test else "val"
     loader = dm.test_dataloader() if dm.has_test else dm.val_dataloader()
     tta_flip = bool(hparams.get("tta_flip", False))  # evaluate as validation did
-    tta_translate = int(hparams.get("tta_translate", 0))
+    tta_translate = final_translate(hparams)
     preds, targets, loss_sum = predict(net, loader, device, tta_flip=tta_flip, tta_translate=tta_translate)
     input_shape = (dm.in_chans, *dm.image_size)
     report = complexity(net, input_shape, device=device)
@@ -110,6 +110,7 @@ def _evaluate_net(cfg: DictConfig, net, dm, data_cfg, hparams: dict, result: dic
         "data": str(data_cfg.get("_target_", "?")).rsplit(".", 1)[-1], "split": split,
         "class_names": list(dm.class_names), **accuracy_report(preds, targets, loss_sum, dm.class_names),
         "params": report.total_params, "macs": report.total_macs, "device": str(device), "tta_flip": tta_flip,
+        "tta_translate": tta_translate,
         "notes": notes,
     }
     bench = cfg.get("benchmark") or {}

@@ -30,6 +30,25 @@ def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     return logits
 
 
+def tta_views(flip: bool = False, translate: int = 0) -> int:
+    """Forward passes per image of ``tta_logits`` with these settings (a validation's cost, in passes)."""
+    return (2 if flip else 1) * (3 if translate > 0 else 1)
+
+
+def final_translate(hparams) -> int:
+    """The translation a run's final evaluations use: ``final_tta_translate`` when set, else
+    ``tta_translate`` (the larger of the two; a checkpoint is evaluated as its run ended)."""
+    return max(int(hparams.get("tta_translate", 0) or 0), int(hparams.get("final_tta_translate", 0) or 0))
+
+
+def final_eval_cost(module_cfg) -> float:
+    """A final evaluation's passes over a validation's (``module_cfg``: the module's settings): 3 when
+    ``final_tta_translate`` adds the translated views to flip's, 1 when the two evaluate alike."""
+    flip = bool(module_cfg.get("tta_flip", False))
+    every = int(module_cfg.get("tta_translate", 0) or 0)
+    return tta_views(flip, final_translate(module_cfg)) / tta_views(flip, every)
+
+
 @torch.inference_mode()
 def predict(net: nn.Module, loader, device: torch.device, tta_flip: bool = False, tta_translate: int = 0
             ) -> tuple[torch.Tensor, torch.Tensor, float]:

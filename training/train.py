@@ -26,6 +26,7 @@ from .config_checks import accumulation, check_data_fits, check_resume_checkpoin
 from .console import board_dir, end_line, honour_trainer_switches, quiet_lightning, start_line
 from .instantiate import instantiate_checked, instantiate_list
 from .machine import summary as machine_summary
+from .metrics import final_eval_cost
 from .model_card import model_card
 from .runs import find_last_checkpoint, run_dir_of
 from .task import TaskModule
@@ -141,12 +142,14 @@ def budget_planner(cfg: DictConfig, budget, macs: float, datamodule, choice, sta
         datamodule.setup("test")  # its size decides the time the final test takes
     val = max(1, datamodule.num_val or 1)
     tests = 2 * (datamodule.num_test or 0) / val if cfg.get("test") and datamodule.has_test else 0.0
+    final = final_eval_cost(cfg.get("module") or {})
+    end_passes = tests * final + (final - 1)  # the test, and the last validation's extra views
     cap = cfg.trainer.get("max_steps") or -1
     return make_planner(budget, macs_per_image=macs, batch_size=int(cfg.data.batch_size),
                         accumulate=accumulation(cfg), world_size=world_size(cfg),
                         steps_per_epoch=planned_steps_per_epoch(cfg, datamodule),
                         images_per_second=choice.rates.get(choice.setting.label()), started=started,
-                        steps_cap=cap if cap > 0 else None, end_passes=tests,
+                        steps_cap=cap if cap > 0 else None, end_passes=end_passes,
                         model=str(cfg.model.get("name", "the model")))
 
 
