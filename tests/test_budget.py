@@ -154,6 +154,28 @@ def test_time_budget_plans_from_measured_speed_and_ends_the_schedule_at_its_last
     assert planned[-1][1] == steps
 
 
+class TickFinal(Tick):
+    """Tick, with a last validation of 3x the passes (final_tta_translate=1 adds translated views to flip's)."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking and trainer.should_stop:
+            CLOCK.now += 12.0
+
+
+def test_a_time_budget_plans_for_the_final_evaluation_views(tmp_path, compose_train, tiny, clock):
+    # As above, but the last validation takes 18 s: the plan keeps 12 s for it, so it ends 6 steps
+    # sooner, at the epoch end of step 12, and the whole run still fits in the budget.
+    cfg = compose_train(*tiny, "budget=60s", "test=false", "module.final_tta_translate=1",
+                        "+callbacks.tick._target_=test_budget.TickFinal", tmp_path=tmp_path)
+    Tick.passes.clear()
+    metrics = train(cfg)
+    steps = metrics["train_images_seen"] // 32
+    assert Tick.passes == [4, 8, steps] and steps == 12
+    elapsed = steps * 2.0 + (len(Tick.passes) - 1) * 6.0 + 18.0 + 5.0
+    assert elapsed <= 60 * 0.99 < elapsed + 2.0 + 6.0
+
+
 class StopAt12(L.Callback):
     """Another callback that stops the run, at an epoch end the planner would not validate."""
 

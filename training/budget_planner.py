@@ -38,18 +38,21 @@ class BudgetPlanner(L.Callback):
     def __init__(self, budget: Budget, total_steps: int, *, started: float, images_per_step: int,
                  step_seconds: float | None = None, steps_cap: int | None = None,
                  warmup_steps: int = 2, probe_steps: int = 8, replan_every: int = 50, recent_steps: int = 25,
-                 eval_end_passes: float = 0.0, end_fixed_seconds: float = 5.0) -> None:
+                 eval_end_passes: float = 0.0, final_eval_cost: float = 1.0, end_fixed_seconds: float = 5.0) -> None:
         """``started``: ``time.monotonic()`` when the run began (charged to the budget); ``recent_steps``:
         the step time is the mean of the last this many steps (the speed of a shared machine
         drifts: a run planned on its mean so far ended 14% early once a neighbour stopped); ``steps_cap``:
         ``trainer.max_steps`` when the user set it too (the run stops at whichever comes first);
         ``eval_end_passes``: validation-sized passes after the last step's validation (the test;
-        the figures reuse the validation's predictions); ``end_fixed_seconds``: the rest of the end
+        the figures reuse the validation's predictions); ``final_eval_cost``: the final evaluations'
+        passes over a validation's (3 when they add translated views, ``metrics.final_eval_cost``),
+        which scales the last validation and the test; ``end_fixed_seconds``: the rest of the end
         (drawing figures, writing hparams, exiting), a few seconds on a 2-core CPU."""
         self.budget, self.total, self.started = budget, int(total_steps), started
         self.images_per_step = images_per_step
         self.steps_cap, self.warmup_steps, self.probe_steps = steps_cap, warmup_steps, probe_steps
         self.replan_every, self.eval_end_passes, self.end_fixed_seconds = replan_every, eval_end_passes, end_fixed_seconds
+        self.final_eval_cost = final_eval_cost
         self.used_before = 0.0           # seconds charged by earlier sessions of a resumed run
         self.loaded: dict | None = None  # the plan a checkpoint brought back
         self.step_seconds = step_seconds  # estimate until measured
@@ -59,6 +62,7 @@ class BudgetPlanner(L.Callback):
         self._crossed = False            # an interval that holds a validation or an epoch boundary
         self._overhead: float | None = None
         self._eval_pass: float | None = None
+        self._val_cost = 1.0              # this validation's passes over a validation's
         self._eval_source = "estimated from the step time"
         self._sanity_start, self._sanity_ends = 0.0, []
         self._skipped = False            # this epoch end's validation was skipped: its interval holds none
@@ -101,13 +105,17 @@ class BudgetPlanner(L.Callback):
     def on_validation_start(self, trainer, pl_module) -> None:
         self._crossed = True
         self._val_start = time.perf_counter()
+        # the run stops at this step: its validation is the last, with the final evaluations' views
+        self._val_cost = self.final_eval_cost if trainer.should_stop else 1.0
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
-            planned, self._eval_pass = self._eval_pass, time.perf_counter() - self._val_start
+            took = time.perf_counter() - self._val_start
+            planned, self._eval_pass = self._eval_pass, took / self._val_cost
             if trainer.is_global_zero:
-                log.info("budget %s: a validation took %.0f s (planned: %s)", self.budget.describe(), self._eval_pass,
-                         f"{planned:.0f} s, {self._eval_source}" if planned is not None else "from the step time")
+                log.info("budget %s: a validation took %.0f s (planned: %s)", self.budget.describe(), took,
+                         f"{planned * self._val_cost:.0f} s, {self._eval_source}" if planned is not None
+                         else "from the step time")
             self._eval_source = "measured"
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -188,6 +196,11 @@ class BudgetPlanner(L.Callback):
                                                   if trainer.datamodule is not None else self.images_per_step)
         return images * self.step_seconds / self.images_per_step / 3
 
+    def _end_passes(self) -> float:
+        """Validation-sized passes the run makes after its last step, beyond one validation's (which
+        the plan counts as any other): the last validation's extra views and the test."""
+        return self.final_eval_cost * (1 + self.eval_end_passes) - 1
+
     @staticmethod
     def _per_epoch(trainer) -> int:
         return max(1, math.ceil(trainer.num_training_batches / max(1, trainer.accumulate_grad_batches)))
@@ -198,7 +211,7 @@ class BudgetPlanner(L.Callback):
         progress = Progress(elapsed=self.seconds_used(), step=step, step_seconds=self.step_seconds,
                             steps_per_epoch=per_epoch,
                             epoch_overhead=self._overhead if self._overhead is not None else eval_pass,
-                            end_seconds=eval_pass * self.eval_end_passes + self.end_fixed_seconds,
+                            end_seconds=self._end_passes() * eval_pass + self.end_fixed_seconds,
                             skip_within=self._skip_within(trainer))
         total = total_steps_within(self.budget.amount, progress)
         total = int(trainer.strategy.broadcast(total, src=0))  # every rank keeps rank 0's plan
@@ -222,7 +235,7 @@ class BudgetPlanner(L.Callback):
 
 def make_planner(budget: Budget, *, macs_per_image: float, batch_size: int, accumulate: int, world_size: int,
                  steps_per_epoch: int, images_per_second: float | None, started: float,
-                 steps_cap: int | None, end_passes: float, model: str) -> BudgetPlanner:
+                 steps_cap: int | None, end_passes: float, model: str, final_eval_cost: float = 1.0) -> BudgetPlanner:
     """The planner of a run: a FLOP budget's exact step count, or a time budget's first estimate
     (from the calibration's measured speed when there is one, else ten epochs, re-planned after
     the first few steps)."""
@@ -239,4 +252,4 @@ def make_planner(budget: Budget, *, macs_per_image: float, batch_size: int, accu
                       "whichever comes first, and its schedule ends there", stacklevel=2)
     return BudgetPlanner(budget, total, started=started, images_per_step=images_per_step,
                          step_seconds=step_seconds,
-                         steps_cap=steps_cap, eval_end_passes=end_passes)
+                         steps_cap=steps_cap, eval_end_passes=end_passes, final_eval_cost=final_eval_cost)

@@ -142,14 +142,13 @@ def budget_planner(cfg: DictConfig, budget, macs: float, datamodule, choice, sta
         datamodule.setup("test")  # its size decides the time the final test takes
     val = max(1, datamodule.num_val or 1)
     tests = 2 * (datamodule.num_test or 0) / val if cfg.get("test") and datamodule.has_test else 0.0
-    final = final_eval_cost(cfg.get("module") or {})
-    end_passes = tests * final + (final - 1)  # the test, and the last validation's extra views
     cap = cfg.trainer.get("max_steps") or -1
     return make_planner(budget, macs_per_image=macs, batch_size=int(cfg.data.batch_size),
                         accumulate=accumulation(cfg), world_size=world_size(cfg),
                         steps_per_epoch=planned_steps_per_epoch(cfg, datamodule),
                         images_per_second=choice.rates.get(choice.setting.label()), started=started,
-                        steps_cap=cap if cap > 0 else None, end_passes=end_passes,
+                        steps_cap=cap if cap > 0 else None, end_passes=tests,
+                        final_eval_cost=final_eval_cost(cfg.get("module") or {}),
                         model=str(cfg.model.get("name", "the model")))
 
 
