@@ -93,9 +93,11 @@ def optimizer(record: dict) -> str:
 
 
 def tta(record: dict) -> str:
-    """The final evaluation's test-time augmentation, as the run logged it ('flip', 'flip+translate1'):
-    what a recipe's last validation measures changes with it."""
+    """The final evaluation's test-time augmentation, as the run logged it ('flip', 'flip+translate1';
+    '-' for a run that did not log it): what a recipe's last validation measures changes with it."""
     m = record["metrics"]
+    if "tta_flip" not in m:
+        return "-"
     views = ["flip"] if m.get("tta_flip") else []
     if m.get("final_tta_translate"):
         views.append(f"translate{m['final_tta_translate']}")
