@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 import lightning as L
 
 from .budget import Budget, Progress, steps_for_flops, total_steps_within
+from .metrics import is_last_validation
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,7 @@ class BudgetPlanner(L.Callback):
     def on_validation_start(self, trainer, pl_module) -> None:
         self._crossed = True
         self._val_start = time.perf_counter()
-        # the run stops at this step: its validation is the last, with the final evaluations' views
-        self._val_cost = self.final_eval_cost if trainer.should_stop else 1.0
+        self._val_cost = self.final_eval_cost if is_last_validation(trainer) else 1.0
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:

@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from .metrics import final_translate, tta_logits
+from .metrics import final_translate, is_last_validation, tta_logits
 from .task import TaskModule
 
 
@@ -48,9 +48,7 @@ class ClassificationModule(TaskModule):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes should be an integer >= 1 (or given by data_info), got {num_classes!r}")
         for name, value in (("tta_translate", tta_translate), ("final_tta_translate", final_tta_translate)):
-            if value is None and name == "final_tta_translate":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} should be an integer >= 0 (pixels), got {value!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing should be in [0, 1), got {label_smoothing}")
@@ -90,18 +88,6 @@ class ClassificationModule(TaskModule):
         translate = final_translate(self.hparams) if self._final_eval else self.hparams.tta_translate
         return tta_logits(self, x, self.hparams.tta_flip, translate)
 
-    def _is_last_validation(self) -> bool:
-        """Whether this validation ends training: the planner or a step cap stopped the run at this
-        step, or this is the last epoch's (an early stop decided after a validation is not foreseen)."""
-        trainer = self.trainer
-        if trainer.sanity_checking:
-            return False
-        if trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step:
-            return True
-        max_epochs = trainer.max_epochs
-        return (max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs
-                and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
-
     def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self.logits(x)  # (N, num_classes)
@@ -116,7 +102,7 @@ class ClassificationModule(TaskModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._final_eval = self._is_last_validation()
+        self._final_eval = is_last_validation(self.trainer)
         self.val_loss.reset()
         self.val_acc.reset()
 

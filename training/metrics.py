@@ -41,6 +41,19 @@ def final_translate(hparams) -> int:
     return max(int(hparams.get("tta_translate", 0) or 0), int(hparams.get("final_tta_translate", 0) or 0))
 
 
+def is_last_validation(trainer) -> bool:
+    """Whether the validation starting now ends training, so the final evaluations' views apply: the
+    budget planner or a step cap stopped the run at this step, or it is the last epoch's (an early stop
+    decided after a validation is not foreseen). The module and the budget planner both ask here."""
+    if trainer.sanity_checking:
+        return False
+    if trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step:
+        return True
+    max_epochs = trainer.max_epochs
+    return (max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs
+            and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+
+
 def final_eval_cost(module_cfg) -> float:
     """A final evaluation's passes over a validation's (``module_cfg``: the module's settings): 3 when
     ``final_tta_translate`` adds the translated views to flip's, 1 when the two evaluate alike."""
