@@ -42,6 +42,9 @@ class InMemoryLoader:
     split into batches; per batch: random crop with zero padding ``crop_padding``, horizontal
     flip (``flip=True``: a coin per sample; ``"alternate"``: each image mirrored in every other
     epoch, ``augment.alternating_flips``), ``(x / 255 - mean) / std``, then cutout of side ``cutout``.
+    ``crop_size`` (h, w), when set, makes the random crops smaller than the images (every window of
+    that size in the padded image equally likely): progressive training, whose early steps see
+    small crops (``training/progressive.py``), sets it between batches; ``None`` crops the images' size.
 
     The epoch advances by one per pass (when its first batch is drawn); ``set_epoch(e)`` sets the
     next one explicitly.
@@ -87,6 +90,7 @@ class InMemoryLoader:
         self.seed, self.channels_last = seed, channels_last
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.crop_size: tuple[int, int] | None = None
 
     @property
     def num_samples(self) -> int:
@@ -118,12 +122,12 @@ class InMemoryLoader:
         generator = torch.Generator(self.device).manual_seed((self.seed + epoch) * 65_537 + self.rank + 1)
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            if self.crop_padding or self.flip:
+            size = tuple(self.crop_size) if self.crop_size else self.image_size  # read per batch
+            if self.crop_padding or self.flip or size != self.image_size:
                 flip = self.flip
                 if flip == "alternate":  # (coin + epoch) odd: mirrored in every other epoch
                     flip = self._coins.to(index.device).index_select(0, index) ^ bool(epoch % 2)
-                images = gather_crop_flip(self.images, index, self.image_size, self.crop_padding,
-                                          flip, generator)
+                images = gather_crop_flip(self.images, index, size, self.crop_padding, flip, generator)
             else:
                 images = self.images.index_select(0, index)
             images = normalize(images, self._scale, self._shift)         # (B, C, H, W) float32

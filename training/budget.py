@@ -92,6 +92,20 @@ class Progress:
     epoch_overhead: float   # per epoch beyond its steps: validation, checkpoints, epoch hooks
     end_seconds: float      # after the last step's validation: final figures, test, report
     skip_within: int = 0    # an epoch end's validation is skipped when the run ends at most this many steps later
+    # Two-phase runs (progressive crops, training/progressive.py): from step round(later_from * total)
+    # on, a step costs later_ratio x step_seconds (step_seconds being this phase's measured speed).
+    later_from: float = 0.0
+    later_ratio: float = 1.0
+
+    def later_start(self, total: int) -> int:
+        """The first step of the later phase in a run of ``total`` steps."""
+        return round(self.later_from * total)
+
+    def steps_seconds(self, more: int) -> float:
+        """Seconds of the next ``more`` steps: this phase's at the measured speed, the later phase's
+        at ``later_ratio`` times it."""
+        now = max(0, min(self.step + more, self.later_start(self.step + more)) - self.step)
+        return (now + (more - now) * self.later_ratio) * self.step_seconds
 
 
 def validations(step: int, total: int, steps_per_epoch: int, skip_within: int = 0) -> int:
@@ -110,10 +124,10 @@ def total_steps_within(seconds: float, p: Progress, safety: float = 0.01) -> int
     """The largest total step count (>= the steps done) whose remaining steps, validations and end
     fit in ``seconds`` less a ``safety`` fraction: the run stops there, the schedule ending with it."""
     left = seconds * (1.0 - safety) - p.elapsed - p.end_seconds
-    step_s = max(p.step_seconds, 1e-9)
+    step_s = max(p.step_seconds, 1e-9) * min(1.0, p.later_ratio)  # the cheapest step
 
     def cost(more: int) -> float:
-        return more * step_s + validations(p.step, p.step + more, p.steps_per_epoch, p.skip_within) * p.epoch_overhead
+        return p.steps_seconds(more) + validations(p.step, p.step + more, p.steps_per_epoch, p.skip_within) * p.epoch_overhead
 
     lo, hi = 0, max(0, int(left / step_s)) + 1  # cost(lo) <= left (or lo = 0); cost(hi) > left
     if cost(0) > left:

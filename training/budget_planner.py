@@ -67,6 +67,8 @@ class BudgetPlanner(L.Callback):
         self._eval_source = "estimated from the step time"
         self._sanity_start, self._sanity_ends = 0.0, []
         self._skipped = False            # this epoch end's validation was skipped: its interval holds none
+        self.macs_per_image: float | None = None  # set by make_planner: a FLOP budget's step cost
+        self.later_from, self.later_ratio = 0.0, 1.0  # two phases: Progress.later_from / later_ratio
 
     # -- what is charged ------------------------------------------------------------------------
     def seconds_used(self) -> float:
@@ -85,6 +87,26 @@ class BudgetPlanner(L.Callback):
         if stage == "fit":
             trainer.fit_loop.max_epochs = -1
             trainer.fit_loop.epoch_loop.max_steps = min(self.total, self.steps_cap) if self.steps_cap else self.total
+
+    # -- two-phase runs (training/progressive.py) -----------------------------------------------
+    def set_phases(self, trainer, later_from: float, later_ratio: float, macs_ratio: float) -> None:
+        """The run's steps before ``round(later_from * total)`` cost ``1 / later_ratio`` of the later
+        ones, and make ``macs_ratio`` of their MACs: a time budget plans with both speeds (the later one
+        estimated as ``later_ratio`` times the measured one until it is measured itself), and a
+        FLOP budget pays for the steps' mean MACs."""
+        self.later_from, self.later_ratio = float(later_from), float(later_ratio)
+        if self.budget.kind == "flop" and self.macs_per_image and self.loaded is None:
+            mean = self.macs_per_image * (self.later_from * macs_ratio + 1.0 - self.later_from)
+            total = steps_for_flops(self.budget, mean, self.images_per_step)
+            self.total = min(total, self.steps_cap) if self.steps_cap else total
+            trainer.fit_loop.epoch_loop.max_steps = self.total
+
+    def start_later_phase(self) -> None:
+        """The later phase has begun: measure its speed afresh (its first steps warm up again)."""
+        if self.later_ratio != 1.0 or self.later_from:
+            self.later_from, self.later_ratio = 0.0, 1.0
+            self._recent.clear()
+            self._seen_steps, self._train_steps = 0, 0
 
     # -- measuring ------------------------------------------------------------------------------
     def on_sanity_check_start(self, trainer, pl_module) -> None:
@@ -212,7 +234,8 @@ class BudgetPlanner(L.Callback):
                             steps_per_epoch=per_epoch,
                             epoch_overhead=self._overhead if self._overhead is not None else eval_pass,
                             end_seconds=self._end_passes() * eval_pass + self.end_fixed_seconds,
-                            skip_within=self._skip_within(trainer))
+                            skip_within=self._skip_within(trainer),
+                            later_from=self.later_from, later_ratio=self.later_ratio)
         total = total_steps_within(self.budget.amount, progress)
         total = int(trainer.strategy.broadcast(total, src=0))  # every rank keeps rank 0's plan
         if total != self.total:
@@ -226,7 +249,8 @@ class BudgetPlanner(L.Callback):
         rebuild = getattr(pl_module, "rebuild_schedules", None)
         if callable(rebuild):
             rebuild(self.total, trainer.global_step)
-        left = (self.total - trainer.global_step) * (self.step_seconds or 0.0)
+        left = Progress(0.0, trainer.global_step, self.step_seconds or 0.0, 1, 0.0, 0.0, later_from=self.later_from,
+                        later_ratio=self.later_ratio).steps_seconds(self.total - trainer.global_step)
         end = datetime.now() + timedelta(seconds=left)
         if trainer.is_global_zero:
             log.info("budget %s: %d steps planned (%s), %.0f s used, expected end of training %s",
@@ -250,6 +274,8 @@ def make_planner(budget: Budget, *, macs_per_image: float, batch_size: int, accu
     if steps_cap:
         warnings.warn(f"budget={budget.text} and trainer.max_steps={steps_cap} are both set: the run stops at "
                       "whichever comes first, and its schedule ends there", stacklevel=2)
-    return BudgetPlanner(budget, total, started=started, images_per_step=images_per_step,
-                         step_seconds=step_seconds,
-                         steps_cap=steps_cap, eval_end_passes=end_passes, final_eval_cost=final_eval_cost)
+    planner = BudgetPlanner(budget, total, started=started, images_per_step=images_per_step,
+                            step_seconds=step_seconds,
+                            steps_cap=steps_cap, eval_end_passes=end_passes, final_eval_cost=final_eval_cost)
+    planner.macs_per_image = macs_per_image
+    return planner

@@ -6,6 +6,7 @@ run per model.
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import time
@@ -28,6 +29,7 @@ from .instantiate import instantiate_checked, instantiate_list
 from .machine import summary as machine_summary
 from .metrics import final_eval_cost
 from .model_card import model_card
+from .progressive import ProgressiveCrop
 from .runs import find_last_checkpoint, run_dir_of
 from .task import TaskModule
 
@@ -126,8 +128,9 @@ def train(cfg: DictConfig) -> dict:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     images = trainer.global_step * int(cfg.data.batch_size) * accumulation(cfg) * trainer.world_size
+    flops_scale = math.prod(c.flops_scale(trainer.global_step) for c in trainer.callbacks if isinstance(c, ProgressiveCrop))
     summary = {**hparams, **metrics, "fit_seconds": fit_seconds, "run_seconds": time.monotonic() - started,
-               "train_images_seen": images, "train_flops": train_flops_per_image(report.total_macs) * images,
+               "train_images_seen": images, "train_flops": train_flops_per_image(report.total_macs) * images * flops_scale,
                "epochs_trained": images / max(1, datamodule.num_train or 1),
                "best_checkpoint": best, "machine": machine_summary()}
     if trainer.is_global_zero:
