@@ -177,6 +177,36 @@ def test_crop_shifts_content_by_at_most_padding(height, width, padding, seed):
     assert len(shifts) > 1
 
 
+@pytest.mark.parametrize("padding", [0, 2])
+def test_a_smaller_crop_size_cuts_windows_of_the_padded_images_and_none_restores_the_size(padding):
+    images = position_images(24, 8, 8)
+    it = loader(images, crop_padding=padding, seed=5, shuffle=True)
+    it.crop_size = (5, 5)
+    x, _ = collect(it)
+    assert x.shape == (24, 1, 5, 5)
+    padded = torch.nn.functional.pad(images[:, 0].long(), (padding,) * 4)  # (N, 12, 12) for padding 2
+    values, corners = (x * 255).round().long()[:, 0], set()
+    for out in values:  # each crop is one 5x5 window of some padded image
+        nonzero = torch.nonzero(out > 0)
+        src = out[out > 0][0] - 1  # where the first non-zero pixel came from, in the padded frame
+        top = int(src // 8) + padding - int(nonzero[0, 0])
+        left = int(src % 8) + padding - int(nonzero[0, 1])
+        assert 0 <= top <= 8 + 2 * padding - 5 and 0 <= left <= 8 + 2 * padding - 5
+        image = int(torch.nonzero((padded[:, top:top + 5, left:left + 5] == out).flatten(1).all(1))[0])
+        assert torch.equal(padded[image, top:top + 5, left:left + 5], out)
+        corners.add((top, left))
+    assert len(corners) > 3
+    it.crop_size = None
+    assert collect(it)[0].shape == (24, 1, 8, 8)
+
+
+def test_a_crop_larger_than_the_padded_images_names_the_sizes():
+    it = loader(position_images(4, 8, 8), crop_padding=1)
+    it.crop_size = (11, 11)
+    with pytest.raises(ValueError, match="a crop of 11x11 does not fit in images of 8x8 padded by 1"):
+        collect(it)
+
+
 def test_flip_is_an_exact_mirror_for_flipped_samples():
     images = position_images(40, 5, 7).expand(40, 3, 5, 7).contiguous()
     x, _ = collect(loader(images, flip=True, seed=1))

@@ -69,6 +69,7 @@ class BudgetPlanner(L.Callback):
         self._skipped = False            # this epoch end's validation was skipped: its interval holds none
         self.macs_per_image: float | None = None  # set by make_planner: a FLOP budget's step cost
         self.later_from, self.later_ratio = 0.0, 1.0  # two phases: Progress.later_from / later_ratio
+        self._calibrated_step = step_seconds  # a whole step's time as calibration measured it, if it did
 
     # -- what is charged ------------------------------------------------------------------------
     def seconds_used(self) -> float:
@@ -90,10 +91,11 @@ class BudgetPlanner(L.Callback):
 
     # -- two-phase runs (training/progressive.py) -----------------------------------------------
     def set_phases(self, trainer, later_from: float, later_ratio: float, macs_ratio: float) -> None:
-        """The run's steps before ``round(later_from * total)`` cost ``1 / later_ratio`` of the later
-        ones, and make ``macs_ratio`` of their MACs: a time budget plans with both speeds (the later one
-        estimated as ``later_ratio`` times the measured one until it is measured itself), and a
-        FLOP budget pays for the steps' mean MACs."""
+        """The run's steps before ``round(later_from * total)`` make ``macs_ratio`` of the later ones'
+        MACs and cost about ``1 / later_ratio`` of their time. A time budget plans with both speeds: the
+        later one is the calibration's measure of a step (made on the later phase's inputs) where there
+        is one, else ``later_ratio`` times the measured speed, until it is measured itself. A FLOP
+        budget pays for the steps' mean MACs."""
         self.later_from, self.later_ratio = float(later_from), float(later_ratio)
         if self.budget.kind == "flop" and self.macs_per_image and self.loaded is None:
             mean = self.macs_per_image * (self.later_from * macs_ratio + 1.0 - self.later_from)
@@ -229,6 +231,8 @@ class BudgetPlanner(L.Callback):
 
     def _replan(self, trainer, pl_module, step: int) -> None:
         per_epoch = self._per_epoch(trainer)
+        if self.later_from and self._calibrated_step and self.step_seconds:  # steps on whole images still to come
+            self.later_ratio = self._calibrated_step / self.step_seconds
         eval_pass = self._eval_seconds(trainer)
         progress = Progress(elapsed=self.seconds_used(), step=step, step_seconds=self.step_seconds,
                             steps_per_epoch=per_epoch,

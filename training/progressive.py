@@ -72,7 +72,8 @@ class ProgressiveCrop(L.Callback):
         self._set(trainer, trainer.global_step + 1)
 
     def _set(self, trainer, step: int) -> None:
-        small = step < self.small_until(trainer.estimated_stepping_batches)
+        # One way: a plan that grows after the switch does not bring the small crops back.
+        small = self._small is not False and step < self.small_until(trainer.estimated_stepping_batches)
         if small != self._small:
             trainer.train_dataloader.crop_size = (self.size, self.size) if small else None
             if not small:
