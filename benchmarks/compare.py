@@ -61,14 +61,18 @@ def sweep_models() -> list[str]:
 
 
 def composed(overrides: list[str]) -> dict:
-    """What decides a run's result: the composed config less logging, paths, the progress bar and the profiler."""
+    """What decides a run's result: the composed config less logging, paths, the progress bar, the
+    profiler, and progressive crops while they are off (``size: null``), as if absent."""
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.to_container(compose(overrides), resolve=False)
     for key in EXCLUDED:
         cfg.pop(key, None)
+    callbacks = cfg.get("callbacks") or {}
     for key in ("progress_bar", "profiler"):
-        cfg.get("callbacks", {}).pop(key, None)
+        callbacks.pop(key, None)
+    if (callbacks.get("progressive") or {}).get("size") is None:
+        callbacks.pop("progressive", None)
     return cfg
 
 

@@ -13,8 +13,7 @@ from convzoo.training.runs import read_scalars
 from convzoo.training.train import train
 from test_budget import CLOCK, clock  # noqa: F401  (the fake-clock fixture)
 
-PROGRESSIVE = ("+callbacks.progressive._target_=convzoo.training.progressive.ProgressiveCrop",
-               "+callbacks.progressive.size=16")
+PROGRESSIVE = ("callbacks.progressive.size=16",)
 
 
 def test_a_two_phase_plan_charges_each_phase_its_own_step_cost():
@@ -79,7 +78,7 @@ def test_a_flop_budget_pays_the_mean_macs_of_both_phases(tmp_path, compose_train
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"size": 0}, "size should be a positive number of pixels, got 0"),
+    ({"size": 0}, r"size should be a positive number of pixels \(or null: off\), got 0"),
     ({"size": 24, "until_fraction": 1.5}, r"until_fraction should be in \[0, 1\], got 1.5"),
 ])
 def test_bad_arguments_name_the_value(kwargs, message):
@@ -89,8 +88,7 @@ def test_bad_arguments_name_the_value(kwargs, message):
 
 def test_a_crop_larger_than_the_images_is_refused_before_training(tmp_path, compose_train, tiny):
     cfg = compose_train(*tiny, "+trainer.max_steps=2", "test=false",
-                        "+callbacks.progressive._target_=convzoo.training.progressive.ProgressiveCrop",
-                        "+callbacks.progressive.size=40", tmp_path=tmp_path)
+                        "callbacks.progressive.size=40", tmp_path=tmp_path)
     with pytest.raises(ValueError, match=r"size=40 is larger than the images \(32x32\); give a size of at most 32"):
         train(cfg)
 

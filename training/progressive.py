@@ -23,14 +23,15 @@ from .budget_planner import BudgetPlanner
 
 class ProgressiveCrop(L.Callback):
     """Random crops of ``size`` x ``size`` pixels for the first ``until_fraction`` of the run's
-    optimizer steps, then crops of the whole image size (the data's ``crop_padding`` as before).
+    optimizer steps, then crops of the whole image size (the data's ``crop_padding`` as before);
+    ``size=None`` (the default config's) leaves the run alone.
     Needs the in-memory loader (``data.loader=memory``): it sets the loader's ``crop_size``.
     A budgeted run's planner learns both phases' costs (the later steps' estimated from the MACs at
     both sizes until they are measured); ``train_flops`` counts the small steps' MACs."""
 
-    def __init__(self, size: int, until_fraction: float = 0.5) -> None:
-        if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
-            raise ValueError(f"size should be a positive number of pixels, got {size!r}")
+    def __init__(self, size: int | None = None, until_fraction: float = 0.5) -> None:
+        if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+            raise ValueError(f"size should be a positive number of pixels (or null: off), got {size!r}")
         if not 0.0 <= until_fraction <= 1.0:
             raise ValueError(f"until_fraction should be in [0, 1], got {until_fraction}")
         self.size, self.until_fraction = size, until_fraction
@@ -43,7 +44,7 @@ class ProgressiveCrop(L.Callback):
         return round(self.until_fraction * total_steps)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if stage != "fit":
+        if stage != "fit" or self.size is None:
             return
         datamodule = trainer.datamodule
         datamodule.setup("fit")
@@ -60,12 +61,16 @@ class ProgressiveCrop(L.Callback):
                 callback.set_phases(trainer, self.until_fraction, 1.0 / max(self.macs_ratio, 1e-9), self.macs_ratio)
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if self.size is None:
+            return
         if not hasattr(trainer.train_dataloader, "crop_size"):
             raise ValueError(f"callbacks.progressive needs the in-memory loader (data.loader=memory), "
                              f"got {type(trainer.train_dataloader).__name__}")
         self._set(trainer, trainer.global_step)  # the first batch is drawn after this hook
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.size is None:
+            return
         self.small_steps += bool(self._small)
         # The loader draws the next batch after this hook (or has drawn it already: Lightning
         # fetches one ahead), so the switch lands within a step or two of its planned point.
