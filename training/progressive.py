@@ -1,8 +1,8 @@
 """Progressive training: small crops early in the run, whole images at the end.
 
-A convolution's cost grows with the pixels it sees, so on a CPU (where time is close to
-proportional to FLOPs) a step on 24x24 crops of CIFAR's 32x32 images costs about 0.55 of a full
-one. Early in training a network learns coarse features that small crops show as well as whole
+A convolution's cost grows with the pixels it sees, so on a CPU (where time follows FLOPs more
+closely than on a GPU) a step on 24x24 crops of CIFAR's 32x32 images is cheaper: for fastnet, whose
+maps are 23x23 instead of 31x31 after its 2x2 whitening, about 0.55 of the MACs. Early in training a network learns coarse features that small crops show as well as whole
 images (fast.ai's progressive resizing for DAWNBench, Howard 2018; FixRes, Touvron et al. 2019,
 on why train and test resolutions may differ). Here the early images are *crops*, not downscaled
 images, so objects keep the size they have at test time; the last part of the run trains on the
@@ -26,8 +26,8 @@ class ProgressiveCrop(L.Callback):
     optimizer steps, then crops of the whole image size (the data's ``crop_padding`` as before);
     ``size=None`` (the default config's) leaves the run alone.
     Needs the in-memory loader (``data.loader=memory``): it sets the loader's ``crop_size``.
-    A budgeted run's planner learns both phases' costs (the later steps' estimated from the MACs at
-    both sizes until they are measured); ``train_flops`` counts the small steps' MACs."""
+    A budgeted run's planner learns both phases' costs (``BudgetPlanner.set_phases``);
+    ``train_flops`` counts the small steps' MACs."""
 
     def __init__(self, size: int | None = None, until_fraction: float = 0.5) -> None:
         if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
