@@ -109,6 +109,9 @@ def test_unknown_pretrained_weights_fail_before_the_data_is_read(override, exc, 
     ("budget=1e6flop", r"budget=1e6flop is smaller than one optimizer step of resnet20 \(6 x 40\.6M MACs x 32 "
                        r"images = 7\.79e\+09 FLOPs\); give at least budget=7\.79e\+09flop"),
     ("data.flip=sideways", r"flip should be true, false or alternate, got 'sideways'"),
+    ("callbacks.progressive.size=0", r"callbacks\.progressive: size should be a positive number of pixels "
+                                     r"\(or null: off\), got 0"),
+    ("callbacks.progressive.until_fraction=1.5", r"callbacks\.progressive: until_fraction should be in \[0, 1\], got 1\.5"),
 ])
 def test_out_of_range_value_fails_before_anything_is_written(override, match, fails, tiny):
     fails([*tiny, override], ValueError, match)

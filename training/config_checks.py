@@ -14,6 +14,7 @@ from convzoo.models.complexity import flop_counter_macs
 from convzoo.models.pretrained import check_pretrained
 from convzoo.models.serialization import load_checkpoint
 from .budget import parse_budget, steps_for_flops
+from .instantiate import instantiate_checked
 
 
 def _is_number(value) -> bool:
@@ -55,6 +56,9 @@ def validate_config(cfg: DictConfig, net_args: tuple[str, ...] = ("num_classes",
     _check("calibration.min_seconds", calibration.get("min_seconds"), lambda v: v >= 0, ">= 0")
     _check("calibration.compile_min_minutes", calibration.get("compile_min_minutes"), lambda v: v >= 0, ">= 0")
     check_budget(cfg, net_args)
+    progressive = (cfg.get("callbacks") or {}).get("progressive")
+    if progressive is not None and progressive.get("_target_"):  # a cheap constructor: its argument checks
+        instantiate_checked(progressive, "callbacks.progressive")
     model = cfg.model
     _check("model.width_mult", model.get("width_mult"), lambda v: v > 0, "> 0")
     head = model.get("head") or {}

@@ -21,9 +21,10 @@ def instantiate_checked(node, where: str, **kwargs):
         raise
 
 
-def instantiate_list(group: DictConfig | None, **extra) -> list:
+def instantiate_list(group: DictConfig | None, where: str = "", **extra) -> list:
     """Instantiate every entry of a config group holding named objects (callbacks, loggers);
-    an ``extra`` keyword argument goes to the entries whose config has that key."""
+    an ``extra`` keyword argument goes to the entries whose config has that key. An entry's
+    argument error names it: ``ValueError("callbacks.progressive: size should be ...")``."""
     if not group:
         return []
     objects = []
@@ -31,5 +32,5 @@ def instantiate_list(group: DictConfig | None, **extra) -> list:
         if node is None or "_target_" not in node:
             continue
         wanted = {k: v for k, v in extra.items() if k in node}
-        objects.append(hydra.utils.instantiate(node, **wanted))
+        objects.append(instantiate_checked(node, f"{where}.{name}" if where else str(name), **wanted))
     return objects

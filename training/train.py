@@ -107,13 +107,13 @@ def train(cfg: DictConfig) -> dict:
     if budget is not None:  # the budget, not max_epochs, sizes the run
         hparams["budget"] = budget.text
         hparams.pop("epochs", None)
-    callbacks = honour_trainer_switches(instantiate_list(cfg.get("callbacks"), hparams=hparams, complexity_table=card),
+    callbacks = honour_trainer_switches(instantiate_list(cfg.get("callbacks"), "callbacks", hparams=hparams, complexity_table=card),
                                         cfg.trainer)
     if budget is not None and cfg.trainer.get("fast_dev_run"):
         log.info("budget=%s not planned: trainer.fast_dev_run runs its own few steps", budget.text)
     elif budget is not None:
         callbacks.append(budget_planner(cfg, budget, report.total_macs, datamodule, choice, started))
-    loggers = instantiate_list(cfg.get("logger"))
+    loggers = instantiate_list(cfg.get("logger"), "logger")
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     if trainer.is_global_zero:
