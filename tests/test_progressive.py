@@ -44,10 +44,12 @@ class Shapes(L.Callback):
 
 
 def test_a_time_budget_trains_on_small_crops_first_and_plans_both_speeds(tmp_path, compose_train, tiny, clock):
-    # Without a calibrated step time the plan takes a whole image's step for 4x a small one's
-    # (resnet20's MACs at 16 vs 32 pixels), as the clock has it: half the run sees 16x16 crops, the
-    # rest 32x32, and the run ends inside its budget with its schedule ending at its last step.
-    cfg = compose_train(*tiny, "budget=100s", "test=false", "calibration.enabled=false", "scheduler=linear", *PROGRESSIVE,
+    # Without a calibrated step time (a fresh calibration cache: another test's real rates would not
+    # match the fake clock) the plan takes a whole image's step for 4x a small one's (resnet20's MACs
+    # at 16 vs 32 pixels), as the clock has it: half the run sees 16x16 crops, the rest 32x32, and the
+    # run ends inside its budget with its schedule ending at its last step.
+    cfg = compose_train(*tiny, "budget=100s", "test=false", "calibration.enabled=false",
+                        f"calibration.cache={tmp_path / 'calibration.json'}", "scheduler=linear", *PROGRESSIVE,
                         "+callbacks.shapes._target_=test_progressive.Shapes", tmp_path=tmp_path)
     Shapes.sizes.clear()
     started = clock.now
