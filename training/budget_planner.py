@@ -39,7 +39,8 @@ class BudgetPlanner(L.Callback):
     def __init__(self, budget: Budget, total_steps: int, *, started: float, images_per_step: int,
                  step_seconds: float | None = None, steps_cap: int | None = None,
                  warmup_steps: int = 2, probe_steps: int = 8, replan_every: int = 50, recent_steps: int = 25,
-                 eval_end_passes: float = 0.0, final_eval_cost: float = 1.0, end_fixed_seconds: float = 5.0) -> None:
+                 eval_end_passes: float = 0.0, final_eval_cost: float = 1.0, end_fixed_seconds: float = 5.0,
+                 macs_per_image: float | None = None) -> None:
         """``started``: ``time.monotonic()`` when the run began (charged to the budget); ``recent_steps``:
         the step time is the mean of the last this many steps (the speed of a shared machine
         drifts: a run planned on its mean so far ended 14% early once a neighbour stopped); ``steps_cap``:
@@ -67,7 +68,7 @@ class BudgetPlanner(L.Callback):
         self._eval_source = "estimated from the step time"
         self._sanity_start, self._sanity_ends = 0.0, []
         self._skipped = False            # this epoch end's validation was skipped: its interval holds none
-        self.macs_per_image: float | None = None  # set by make_planner: a FLOP budget's step cost
+        self.macs_per_image = macs_per_image  # a FLOP budget's step cost, re-priced by set_phases
         self.later_from, self.later_ratio = 0.0, 1.0  # two phases: Progress.later_from / later_ratio
         self._calibrated_step = step_seconds  # a whole step's time as calibration measured it, if it did
 
@@ -278,8 +279,6 @@ def make_planner(budget: Budget, *, macs_per_image: float, batch_size: int, accu
     if steps_cap:
         warnings.warn(f"budget={budget.text} and trainer.max_steps={steps_cap} are both set: the run stops at "
                       "whichever comes first, and its schedule ends there", stacklevel=2)
-    planner = BudgetPlanner(budget, total, started=started, images_per_step=images_per_step,
-                            step_seconds=step_seconds,
-                            steps_cap=steps_cap, eval_end_passes=end_passes, final_eval_cost=final_eval_cost)
-    planner.macs_per_image = macs_per_image
-    return planner
+    return BudgetPlanner(budget, total, started=started, images_per_step=images_per_step,
+                         step_seconds=step_seconds, steps_cap=steps_cap, eval_end_passes=end_passes,
+                         final_eval_cost=final_eval_cost, macs_per_image=macs_per_image)

@@ -21,6 +21,11 @@ from convzoo.models.complexity import flop_counter_macs
 from .budget_planner import BudgetPlanner
 
 
+def _planners(trainer) -> list[BudgetPlanner]:
+    """The run's budget planner, if it has one (a list: none without a budget)."""
+    return [c for c in trainer.callbacks if isinstance(c, BudgetPlanner)]
+
+
 class ProgressiveCrop(L.Callback):
     """Random crops of ``size`` x ``size`` pixels for the first ``until_fraction`` of the run's
     optimizer steps, then crops of the whole image size (the data's ``crop_padding`` as before);
@@ -56,9 +61,8 @@ class ProgressiveCrop(L.Callback):
         full = flop_counter_macs(pl_module.net, (channels, height, width))
         small = flop_counter_macs(pl_module.net, (channels, self.size, self.size))
         self.macs_ratio = small / full if full else 1.0
-        for callback in trainer.callbacks:
-            if isinstance(callback, BudgetPlanner):
-                callback.set_phases(trainer, self.until_fraction, 1.0 / max(self.macs_ratio, 1e-9), self.macs_ratio)
+        for planner in _planners(trainer):
+            planner.set_phases(trainer, self.until_fraction, 1.0 / max(self.macs_ratio, 1e-9), self.macs_ratio)
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.size is None:
@@ -82,9 +86,8 @@ class ProgressiveCrop(L.Callback):
         if small != self._small:
             trainer.train_dataloader.crop_size = (self.size, self.size) if small else None
             if not small:
-                for callback in trainer.callbacks:
-                    if isinstance(callback, BudgetPlanner):
-                        callback.start_later_phase()
+                for planner in _planners(trainer):
+                    planner.start_later_phase()
             self._small = small
 
     def flops_scale(self, steps: int) -> float:

@@ -6,8 +6,8 @@ run per model.
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import os
 import time
 from pathlib import Path
