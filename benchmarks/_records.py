@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -26,10 +25,7 @@ import torch
 from convzoo.training.budget import parse_budget
 from convzoo.training.checkpoint_io import temp_path
 from convzoo.training.machine import cpu_name, has_native_bf16, usable_cores
-from convzoo.training.runs import Run, read_scalars
-
-# metrics.json entries that name files of the run folder: meaningless once the logs are gone
-PATH_KEYS = ("best_checkpoint",)
+from convzoo.training.runs import Run, portable_metrics, read_scalars
 
 
 def machine() -> dict:
@@ -112,8 +108,7 @@ def make_record(run_dir: Path, *, experiment: str, budget: str, seed: int, overr
     """The record of a finished run from its folder; ``launched`` is ``time.time()`` at launch,
     the origin of the validation curve's seconds; ``extra`` fields are added as they are."""
     run = Run(run_dir)
-    metrics = {k: v for k, v in run.metrics.items()
-               if k not in PATH_KEYS and not (isinstance(v, str) and os.path.isabs(v))}
+    metrics = portable_metrics(run.metrics)
     points = read_scalars(run_dir, ["val/acc"]).get("val/acc", [])
     return {"experiment": experiment, **budget_fields(budget), "seed": seed, "overrides": list(overrides),
             "command": command, "benchmark_command": benchmark_command,

@@ -2,6 +2,7 @@
 
     convzoo study <study> <sweep folder> [<sweep folder> ...] [--out docs/studies] [--markdown]
     convzoo study all logs/train/multiruns        # every study whose runs are found there
+    convzoo study record <sweep folder> --out docs/results/studies/<study>/<machine>
 
 (``python -m convzoo.studies`` is the same command.) Each study is ``python train.py -m
 experiment=<study>`` (its YAML states the budget) and a module here that declares its ``TITLE`` and
@@ -14,6 +15,10 @@ residual nets of the same budget as references); ``all`` sorts runs by the ``stu
 experiment config sets. Each run folder holds ``config.yaml``, ``metrics.json`` and its TensorBoard
 events (``train.py``). Output: the markdown table(s) on stdout (``--markdown``: a whole README
 section) and ``<out>/<study>.png`` and ``<out>/<study>.md``.
+
+``record`` keeps each run found under the folders as a record of a few KB (``convzoo.training.runs.
+save_record``: metrics, config, scalars) in ``<out>/<run folder name>``; a study reports from record
+folders as from the logs, so its committed records remake its table and plot on a fresh clone.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import re
 from importlib import import_module
 from pathlib import Path
 
+from convzoo.training import runs as convzoo_runs
 from convzoo.training.runs import CLASSIFIER
 
 from .common import Run, find_runs, label_runs, recipe
@@ -49,13 +55,33 @@ def report(study: str, folders, out: Path, *, repeats: int = 5, batch: int = 128
         raise ValueError(f"no {_task(module)} runs (config.yaml + metrics.json) under {', '.join(map(str, folders))}; "
                          f"train them with: python train.py -m experiment={study} {DATA}")
     body, figures = module.report(runs, out, repeats=repeats, batch=batch)
-    commands = (f"```bash\npython train.py -m experiment={study} {DATA}\n"
-                f"convzoo study {study} {getattr(module, 'FOLDERS', '<the sweep folder>')} --out {out}\n```\n\n")
+    commands = (f"```bash\npython train.py -m experiment={study} {launched_with(runs)}\n"
+                f"convzoo study {study} {folders_named(module, folders)} --out {out}\n```\n\n")
     alt = getattr(module, "FIGURE_ALT", study)
     text = f"#### {module.TITLE}\n\n" + commands + body + "".join(f"\n\n![{alt}]({p})" for p in figures) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{study}.md").write_text(text)
     return text
+
+
+def launched_with(runs: list[Run]) -> str:
+    """The overrides that every run of the sweep was given (what the study's multirun was launched
+    with, less the swept model and the experiment), or the shared data override where none were saved."""
+    saved = [r.overrides for r in runs if r.overrides]
+    if not saved:
+        return DATA
+    def kept(o):
+        return not o.startswith(("model=", "experiment=", "hydra.", "callbacks.progress_bar=")) and \
+            all(o in other for other in saved)
+    return " ".join(o for o in saved[0] if kept(o))
+
+
+def folders_named(module, folders) -> str:
+    """The folders as given where they are committed records (under docs/), else the study's placeholder."""
+    given = [Path(f) for f in folders]
+    if given and all(not f.is_absolute() and f.parts[:1] == ("docs",) for f in given):
+        return " ".join(map(str, given))
+    return getattr(module, "FOLDERS", "<the sweep folder>")
 
 
 def report_all(folders, out: Path, *, repeats: int = 5, batch: int = 128) -> str:
@@ -75,21 +101,49 @@ def report_all(folders, out: Path, *, repeats: int = 5, batch: int = 128) -> str
     return "\n".join(parts)
 
 
+def record(folders, out: Path) -> str:
+    """Save every run under ``folders`` as a record in ``<out>/<run folder name>``; what was saved."""
+    found = convzoo_runs.find_runs(folders)
+    if not found:
+        raise ValueError(f"no runs (metrics.json) under {', '.join(map(str, folders))}")
+    names = [run.name for run in found]
+    if len(set(names)) < len(names):
+        raise ValueError(f"two runs share a folder name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}); "
+                         "record one sweep folder at a time")
+    lines = []
+    for run in found:
+        dest = convzoo_runs.save_record(run, Path(out) / run.name)
+        size = sum(f.stat().st_size for f in dest.iterdir())
+        lines.append(f"{run.path} -> {dest} ({size / 1024:.1f} KB)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog="convzoo study", description=__doc__.split("\n")[0])
-    parser.add_argument("study", choices=[*STUDIES, "all"])
+    parser.add_argument("study", choices=[*STUDIES, "all", "record"])
     parser.add_argument("folders", nargs="*", type=Path, help="sweep (or run) folders holding the study's runs")
-    parser.add_argument("--out", type=Path, default=Path("docs/studies"), help="folder for the PNG and .md files")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the PNG and .md files (default docs/studies); with record, for the records")
     parser.add_argument("--markdown", action="store_true", help="print the whole README section, not just the tables")
     parser.add_argument("--repeats", type=int, default=5,
                         help="efficiency: timed rounds per net for the measured speeds (0: skip the measurement)")
     parser.add_argument("--batch", type=int, default=128, help="efficiency: batch size of the measured speeds")
     args = parser.parse_args(argv)
-    if not args.folders and (args.study == "all" or getattr(STUDIES[args.study], "NEEDS_RUNS", True)):
+    if not args.folders and (args.study in ("all", "record") or getattr(STUDIES[args.study], "NEEDS_RUNS", True)):
         parser.error(f"{args.study} needs at least one sweep folder")
+    if args.study == "record":
+        if args.out is None:
+            parser.error("record needs --out, the folder for the records (such as docs/results/studies/<study>/<machine>)")
+        try:
+            print(record(args.folders, args.out))
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+    args.out = args.out or Path("docs/studies")
     try:
         kwargs = dict(repeats=args.repeats, batch=args.batch)
         text = (report_all(args.folders, args.out, **kwargs) if args.study == "all" else

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from convzoo.training.runs import (AUTOENCODER, CLASSIFIER, Run, find_last_checkpoint, find_runs, read_scalars,
-                                   run_dir_of)
+                                   run_dir_of, save_record, thin)
 
 
 def write_run(folder: Path, metrics: dict, cfg: dict | None = None, scalars: dict | None = None) -> Path:
@@ -99,3 +99,36 @@ def test_checkpoint_helpers(tmp_path):
     assert found == tmp_path / "logs" / "b" / "checkpoints" / "last.ckpt"
     with pytest.raises(FileNotFoundError, match="no checkpoints/last.ckpt of model 'resnet20' on d.C100"):
         find_last_checkpoint(tmp_path / "logs", "resnet20", "d.C100")
+
+
+def test_a_record_reads_like_its_run_and_names_no_file_of_the_logs(tmp_path):
+    """save_record: metrics less the checkpoint path, the config with the run folder's path
+    replaced, the command line, and the scalars as JSON (a long tag thinned, its ends kept)."""
+    run_dir = write_run(tmp_path / "logs" / "0_resnet20",
+                        {"val/acc": 0.5, "best_checkpoint": str(tmp_path / "logs" / "0_resnet20" / "checkpoints" / "b.ckpt"),
+                         "params": 10},
+                        {**CLASSIFY, "trainer": {"default_root_dir": str((tmp_path / "logs" / "0_resnet20").resolve())}},
+                        {"val/acc": [(10, 0.4), (20, 0.6)], "train/loss_step": [(s, 1 / s) for s in range(1, 1001)]})
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- model=resnet20\n- trainer.max_epochs=15\n")
+    run = Run(run_dir)
+    dest = save_record(run, tmp_path / "records" / run.name, max_points=64)
+    assert sorted(p.name for p in dest.iterdir()) == ["config.yaml", "metrics.json", "overrides.yaml", "scalars.json"]
+    saved = find_runs(tmp_path / "records", task=CLASSIFIER)
+    assert [r.name for r in saved] == ["0_resnet20"]
+    record = saved[0]
+    assert record.metrics == {"val/acc": 0.5, "params": 10}
+    assert record.cfg["trainer"]["default_root_dir"] == "<run>" and record.cfg["model"] == CLASSIFY["model"]
+    assert record.overrides == ["model=resnet20", "trainer.max_epochs=15"] == run.overrides
+    assert record.scalars["val/acc"] == [(10, pytest.approx(0.4)), (20, pytest.approx(0.6))]
+    steps = [s for s, _ in record.scalars["train/loss_step"]]
+    assert len(steps) == 64 and steps[0] == 1 and steps[-1] == 1000 and steps == sorted(set(steps))
+    assert record.last("train/loss_step") == pytest.approx(0.001)
+    assert str(tmp_path) not in "".join(p.read_text() for p in dest.iterdir())
+    with pytest.raises(ValueError, match="max_points=1"):
+        save_record(run, tmp_path / "other", max_points=1)
+
+
+def test_thin_keeps_short_lists_whole_and_spaces_long_ones_evenly():
+    assert thin([1, 2, 3], 5) == [1, 2, 3]
+    assert thin(list(range(11)), 3) == [0, 5, 10]

@@ -283,9 +283,44 @@ def test_report_errors_say_what_is_missing(tmp_path, capsys):
     assert "missing is not a folder" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("section", sorted((ROOT / "docs" / "studies").glob("*.md")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("section", sorted((ROOT / "docs" / "studies").rglob("*.md")),
+                         ids=lambda p: str(p.relative_to(ROOT / "docs" / "studies").with_suffix("")))
 def test_readme_shows_each_generated_study_section_as_generated(section):
     """README's study tables are the report command's output (docs/studies/<study>.md), pasted whole:
     a re-run that changes a table without README changing with it fails here."""
     readme = (ROOT / "README.md").read_text()
     assert section.read_text().strip() in readme, f"README.md does not hold {section.name} as generated"
+
+
+def test_a_study_reports_from_its_records_as_from_its_logs(tmp_path, capsys):
+    """``convzoo study record`` keeps a few KB per run; the report made from them (on a fresh clone,
+    without the logs) is the report made from the logs, and names the command the sweep was run with."""
+    degradation_sweep(tmp_path / "sweep")
+    for run in (tmp_path / "sweep").iterdir():
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "overrides.yaml").write_text(
+            f"- model={run.name.split('_', 1)[1]}\n- experiment=degradation\n- data=folder\n- trainer.max_epochs=15\n")
+    assert main(["degradation", str(tmp_path / "sweep"), "--out", str(tmp_path / "from_logs"), "--markdown"]) == 0
+    from_logs = capsys.readouterr().out
+    assert "python train.py -m experiment=degradation data=folder trainer.max_epochs=15\n" in from_logs
+    records = tmp_path / "docs" / "records"
+    assert main(["record", str(tmp_path / "sweep"), "--out", str(records)]) == 0
+    assert capsys.readouterr().out.count(" KB)") == 4
+    assert sorted(p.name for p in records.iterdir()) == ["0_plain20", "1_plain56", "2_resnet20", "3_resnet56"]
+    assert all(sum(f.stat().st_size for f in p.iterdir()) < 20_000 for p in records.iterdir())
+    assert main(["degradation", str(records), "--out", str(tmp_path / "from_records"), "--markdown"]) == 0
+    from_records = capsys.readouterr().out
+    tables = [[line for line in text.splitlines() if line.startswith("|") or "training error" in line]
+              for text in (from_logs, from_records)]
+    assert tables[0] == tables[1] and len(tables[0]) > 6
+
+
+def test_record_needs_a_destination_and_runs_with_distinct_names(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["record", str(tmp_path)])
+    assert "record needs --out" in capsys.readouterr().err
+    fake_run(tmp_path / "a" / "0_resnet20", "resnet20", [.5], [.5])
+    fake_run(tmp_path / "b" / "0_resnet20", "resnet20", [.5], [.5])
+    assert main(["record", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "r")]) == 1
+    assert "two runs share a folder name (0_resnet20)" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -5,11 +5,17 @@ A run folder is what train.py leaves behind: ``metrics.json`` (the summary, alwa
 after evaluate.py, ``eval.json``. ``find_runs`` turns a folder tree into ``Run`` objects in job
 order; a ``Run`` reads its files lazily, so listing a thousand runs for a leaderboard never
 opens their event files. ``read_scalars`` is the only reader of TensorBoard events.
+
+``save_record`` keeps a few KB of a run, small enough to commit: its metrics, its config and its
+scalars as JSON (``scalars.json``, in place of the event files). A record folder is read like the
+run folder it came from, so a report made from the logs is made again from the records on a
+fresh clone, where the logs are gone.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +23,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 CLASSIFIER, AUTOENCODER = "classifier", "autoencoder"
+SCALARS_FILE = "scalars.json"  # a record's scalars, in place of the run's event files
+# metrics.json entries that name files of the run folder: meaningless once the logs are gone
+PATH_KEYS = ("best_checkpoint",)
 
 
 def read_scalars(run_dir: str | Path, tags: Iterable[str] | None = None) -> dict[str, list[tuple[int, float, float]]]:
@@ -62,6 +71,15 @@ class Run:
         return self._metrics
 
     @property
+    def overrides(self) -> list[str]:
+        """The command-line overrides the run was launched with (Hydra's ``.hydra/overrides.yaml``,
+        a record's ``overrides.yaml``); [] where neither was saved."""
+        for path in (self.path / ".hydra" / "overrides.yaml", self.path / "overrides.yaml"):
+            if path.is_file():
+                return [str(o) for o in OmegaConf.load(path)]
+        return []
+
+    @property
     def cfg(self) -> dict:
         if self._cfg is None:
             saved = read_config(self.path)
@@ -97,9 +115,15 @@ class Run:
 
     @property
     def scalars(self) -> dict[str, list[tuple[int, float]]]:
-        """Every scalar tag of the run's TensorBoard events: ``tag -> [(step, value), ...]`` by step."""
+        """Every scalar tag of the run's TensorBoard events (a record's ``scalars.json``):
+        ``tag -> [(step, value), ...]`` by step."""
         if self._scalars is None:
-            self._scalars = {t: [(s, v) for s, v, _ in points] for t, points in read_scalars(self.path).items()}
+            saved = self.path / SCALARS_FILE
+            if saved.is_file():
+                self._scalars = {t: [(int(s), float(v)) for s, v in points]
+                                 for t, points in json.loads(saved.read_text()).items()}
+            else:
+                self._scalars = {t: [(s, v) for s, v, _ in points] for t, points in read_scalars(self.path).items()}
         return self._scalars
 
     def curve(self, tag: str) -> tuple[list[float], list[float]]:
@@ -117,6 +141,45 @@ class Run:
 def number(value):
     """``value`` if it is a finite number (not a bool), else None: metrics.json may hold NaN or text."""
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def portable_metrics(metrics: dict) -> dict:
+    """``metrics`` less the entries that name files of the run folder (the best checkpoint, any
+    absolute path): what still means something once the logs are gone."""
+    return {k: v for k, v in metrics.items() if k not in PATH_KEYS and not (isinstance(v, str) and os.path.isabs(v))}
+
+
+def thin(points: list, most: int) -> list:
+    """At most ``most`` (>= 2) of ``points``, evenly spaced, the first and the last kept."""
+    if len(points) <= most:
+        return list(points)
+    return [points[i] for i in sorted({round(k * (len(points) - 1) / (most - 1)) for k in range(most)})]
+
+
+def save_record(run: Run, dest: str | Path, *, max_points: int = 256) -> Path:
+    """Write the record of ``run`` to the folder ``dest``: ``metrics.json`` (less file paths),
+    ``config.yaml`` (the run folder's absolute path replaced by ``<run>``), ``overrides.yaml`` (its
+    command line, where Hydra saved one) and ``scalars.json`` (every
+    TensorBoard scalar as ``[step, value]``; a tag of more than ``max_points`` points, such as the
+    per-step loss of a long run, thinned evenly, its first and last points kept). Files of an older
+    record there are replaced; each is written whole or not at all."""
+    if max_points < 2:
+        raise ValueError(f"max_points={max_points}: a record keeps at least a tag's first and last points (>= 2)")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    config = (run.path / "config.yaml").read_text() if (run.path / "config.yaml").is_file() else None
+    files = {"metrics.json": json.dumps(portable_metrics(run.metrics), indent=1) + "\n",
+             SCALARS_FILE: json.dumps({t: [[s, round(v, 6)] for s, v in thin(points, max_points)]
+                                       for t, points in run.scalars.items()}, separators=(",", ":")) + "\n"}
+    if config is not None:
+        files["config.yaml"] = config.replace(str(run.path.resolve()), "<run>")
+    if run.overrides:
+        files["overrides.yaml"] = "".join(f"- {json.dumps(o)}\n" for o in run.overrides)
+    for name, text in files.items():
+        tmp = dest / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(dest / name)
+    return dest
 
 
 _JOB = re.compile(r"(\d+)_")
