@@ -26,6 +26,7 @@ from convzoo.training.runs import AUTOENCODER, Run
 from convzoo.training.tables import EMPTY, markdown_table
 
 TITLE = "Checkerboard artifacts of transposed convolutions (Odena et al. 2016)"
+RECORD_FILES = ("reconstructions.pt",)  # the figure's images: `convzoo study record` keeps them (~65 KB)
 TASK = AUTOENCODER
 FIGURE_ALT = "checkerboard: reconstructions by decoder"
 COLUMNS = ("decoder", "val loss (MSE)", "val PSNR (dB)", "checkerboard score", "flat-code pattern RMS",

@@ -9,7 +9,8 @@ experiment=<study>`` (its YAML states the budget) and a module here that declare
 its ``report(runs, out, *, repeats, batch) -> (markdown, figure paths)``; optional module attributes:
 ``TASK`` (the runs it reads: classifier by default), ``FOLDERS`` (the folders its command names),
 ``NEEDS_RUNS`` (False: it reports without runs), ``REFERENCE_STUDIES`` (with ``all``, those studies'
-runs of the same recipe join it) and ``FIGURE_ALT``. A single study reads every run of its task
+runs of the same recipe join it), ``FIGURE_ALT`` and ``RECORD_FILES`` (files of a run folder,
+besides its metrics, config and scalars, that its report reads: ``record`` keeps them). A single study reads every run of its task
 under the folders given (so ``highway <highway sweep> <degradation sweep>`` adds the plain and
 residual nets of the same budget as references); ``all`` sorts runs by the ``study`` key their
 experiment config sets. Each run folder holds ``config.yaml``, ``metrics.json`` and its TensorBoard
@@ -110,9 +111,10 @@ def record(folders, out: Path) -> str:
     if len(set(names)) < len(names):
         raise ValueError(f"two runs share a folder name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}); "
                          "record one sweep folder at a time")
+    extra = sorted({name for module in STUDIES.values() for name in getattr(module, "RECORD_FILES", ())})
     lines = []
     for run in found:
-        dest = convzoo_runs.save_record(run, Path(out) / run.name)
+        dest = convzoo_runs.save_record(run, Path(out) / run.name, extra_files=extra)
         size = sum(f.stat().st_size for f in dest.iterdir())
         lines.append(f"{run.path} -> {dest} ({size / 1024:.1f} KB)")
     return "\n".join(lines)

@@ -78,6 +78,12 @@ def test_checkerboard_report_reads_the_autoencoder_runs(tmp_path, capsys):
     capsys.readouterr()
     assert main(["checkerboard", str(tmp_path / "out")]) == 1
     assert "error: no autoencoder runs" in capsys.readouterr().err
+    # its records keep the figure's images, so the table and figure come back from them
+    assert main(["record", str(tmp_path / "sweep"), "--out", str(tmp_path / "records")]) == 0
+    assert (tmp_path / "records" / "1_ae_resize" / "reconstructions.pt").is_file()
+    again = report("checkerboard", [tmp_path / "records"], tmp_path / "again")
+    assert [line for line in again.splitlines() if line.startswith("| `")] == rows
+    assert (tmp_path / "again" / "checkerboard.png").stat().st_size > 5000
 
 
 def test_checkerboard_report_refuses_runs_of_other_images(tmp_path):

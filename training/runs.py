@@ -156,13 +156,14 @@ def thin(points: list, most: int) -> list:
     return [points[i] for i in sorted({round(k * (len(points) - 1) / (most - 1)) for k in range(most)})]
 
 
-def save_record(run: Run, dest: str | Path, *, max_points: int = 256) -> Path:
+def save_record(run: Run, dest: str | Path, *, max_points: int = 256, extra_files: Iterable[str] = ()) -> Path:
     """Write the record of ``run`` to the folder ``dest``: ``metrics.json`` (less file paths),
     ``config.yaml`` (the run folder's absolute path replaced by ``<run>``), ``overrides.yaml`` (its
     command line, where Hydra saved one) and ``scalars.json`` (every
     TensorBoard scalar as ``[step, value]``; a tag of more than ``max_points`` points, such as the
-    per-step loss of a long run, thinned evenly, its first and last points kept). Files of an older
-    record there are replaced; each is written whole or not at all."""
+    per-step loss of a long run, thinned evenly, its first and last points kept), and those of
+    ``extra_files`` (names in the run folder, such as a study's figure data) that the run has. Files
+    of an older record there are replaced; each is written whole or not at all."""
     if max_points < 2:
         raise ValueError(f"max_points={max_points}: a record keeps at least a tag's first and last points (>= 2)")
     dest = Path(dest)
@@ -175,9 +176,10 @@ def save_record(run: Run, dest: str | Path, *, max_points: int = 256) -> Path:
         files["config.yaml"] = config.replace(str(run.path.resolve()), "<run>")
     if run.overrides:
         files["overrides.yaml"] = "".join(f"- {json.dumps(o)}\n" for o in run.overrides)
-    for name, text in files.items():
+    files.update({name: (run.path / name).read_bytes() for name in extra_files if (run.path / name).is_file()})
+    for name, content in files.items():
         tmp = dest / f".{name}.tmp"
-        tmp.write_text(text)
+        tmp.write_bytes(content.encode() if isinstance(content, str) else content)
         tmp.replace(dest / name)
     return dest
 
