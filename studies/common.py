@@ -65,10 +65,20 @@ def recipe(run: Run) -> str:
 
 
 def budget_note(runs: list[Run]) -> str:
+    """The budget and recipe the runs share (a warning where they differ), and the machine they
+    trained on, as each run's metrics.json names it (its CPU, threads and torch), where they do."""
     recipes = sorted({recipe(r) for r in runs})
     if len(recipes) == 1:
-        return f"Budget of every run: {recipes[0]}."
-    return "Warning: the runs had different budgets: " + "; ".join(recipes) + "."
+        note = f"Budget of every run: {recipes[0]}."
+    else:
+        note = "Warning: the runs had different budgets: " + "; ".join(recipes) + "."
+    machines = sorted({str(r.metrics["machine"]) for r in runs if r.metrics.get("machine")})
+    if len(machines) == 1:
+        note += f" Trained on {machines[0]}."
+    elif machines:
+        note += " Trained on different machines: " + "; ".join(
+            f"{', '.join(r.label for r in runs if r.metrics.get('machine') == m)} on {m}" for m in machines) + "."
+    return note
 
 
 def save(fig, out: Path, name: str) -> Path:

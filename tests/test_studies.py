@@ -324,3 +324,17 @@ def test_record_needs_a_destination_and_runs_with_distinct_names(tmp_path, capsy
     assert main(["record", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "r")]) == 1
     assert "two runs share a folder name (0_resnet20)" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_budget_note_names_the_machine_each_run_trained_on(tmp_path, capsys):
+    degradation_sweep(tmp_path / "sweep")
+    for run, cpu in zip(sorted((tmp_path / "sweep").iterdir()), ["AMD EPYC, 2 threads"] * 4):
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "machine": cpu}))
+    assert main(["degradation", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    assert "cosine. Trained on AMD EPYC, 2 threads." in capsys.readouterr().out
+    last = sorted((tmp_path / "sweep").iterdir())[-1] / "metrics.json"
+    last.write_text(json.dumps({**json.loads(last.read_text()), "machine": "Intel Xeon, 2 threads"}))
+    assert main(["degradation", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    assert ("Trained on different machines: plain20, plain56, resnet20 on AMD EPYC, 2 threads; resnet56 on "
+            "Intel Xeon, 2 threads." in capsys.readouterr().out)
