@@ -72,6 +72,10 @@ def budget_note(runs: list[Run]) -> str:
         note = f"Budget of every run: {recipes[0]}."
     else:
         note = "Warning: the runs had different budgets: " + "; ".join(recipes) + "."
+    compiled = [r.label for r in runs if r.metrics.get("compile") is True]
+    if compiled and len(compiled) < len(runs):
+        note += (f" Compiled with torch.compile (the calibration measured it faster): {', '.join(compiled)}; the "
+                 "others eager, so their fit minutes are not a like-for-like speed comparison.")
     machines = sorted({str(r.metrics["machine"]) for r in runs if r.metrics.get("machine")})
     if len(machines) == 1:
         note += f" Trained on {machines[0]}."
