@@ -10,8 +10,9 @@ its ``report(runs, out, *, repeats, batch) -> (markdown, figure paths)``; option
 ``TASK`` (the runs it reads: classifier by default), ``FOLDERS`` (the folders its command names),
 ``NEEDS_RUNS`` (False: it reports without runs), ``REFERENCE_STUDIES`` (with ``all``, those studies'
 runs of the same recipe join it), ``FIGURE_ALT`` and ``RECORD_FILES`` (files of a run folder,
-besides its metrics, config and scalars, that its report reads: ``record`` keeps them). A single study reads every run of its task
-under the folders given (so ``highway <highway sweep> <degradation sweep>`` adds the plain and
+besides its metrics, config and scalars, that its report reads: ``record`` keeps them). A single
+study reads every run of its task under the folders given (so ``highway <highway sweep>
+<degradation sweep>`` adds the plain and
 residual nets of the same budget as references); ``all`` sorts runs by the ``study`` key their
 experiment config sets. Each run folder holds ``config.yaml``, ``metrics.json`` and its TensorBoard
 events (``train.py``). Output: the markdown table(s) on stdout (``--markdown``: a whole README
