@@ -132,3 +132,11 @@ def test_a_record_reads_like_its_run_and_names_no_file_of_the_logs(tmp_path):
 def test_thin_keeps_short_lists_whole_and_spaces_long_ones_evenly():
     assert thin([1, 2, 3], 5) == [1, 2, 3]
     assert thin(list(range(11)), 3) == [0, 5, 10]
+
+
+def test_a_record_keeps_the_runs_calibration(tmp_path):
+    """Why the run trained as it did (compiled or not, its measured rates) stays with the record."""
+    run_dir = write_run(tmp_path / "logs" / "0_resnet20", {"val/acc": 0.5}, CLASSIFY)
+    (run_dir / "calibration.json").write_text('{"label": "bf16-mixed, channels_last, compiled"}')
+    dest = save_record(Run(run_dir), tmp_path / "records" / "0_resnet20")
+    assert (dest / "calibration.json").read_text() == '{"label": "bf16-mixed, channels_last, compiled"}'

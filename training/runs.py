@@ -26,6 +26,9 @@ CLASSIFIER, AUTOENCODER = "classifier", "autoencoder"
 SCALARS_FILE = "scalars.json"  # a record's scalars, in place of the run's event files
 # metrics.json entries that name files of the run folder: meaningless once the logs are gone
 PATH_KEYS = ("best_checkpoint",)
+# small files of a run folder that every record keeps as they are: the calibration's measured
+# rates and choice (why a run trained compiled or not, in bf16 or fp32)
+RECORD_FILES = ("calibration.json",)
 
 
 def read_scalars(run_dir: str | Path, tags: Iterable[str] | None = None) -> dict[str, list[tuple[int, float, float]]]:
@@ -56,6 +59,7 @@ class Run:
     def __init__(self, path: str | Path, cfg: dict | None = None, metrics: dict | None = None, label: str = ""):
         self.path, self.label = Path(path), label
         self._cfg, self._metrics, self._scalars, self._evaluation = cfg, metrics, None, None
+        self._overrides: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}{', ' + repr(self.label) if self.label else ''})"
@@ -74,10 +78,10 @@ class Run:
     def overrides(self) -> list[str]:
         """The command-line overrides the run was launched with (Hydra's ``.hydra/overrides.yaml``,
         a record's ``overrides.yaml``); [] where neither was saved."""
-        for path in (self.path / ".hydra" / "overrides.yaml", self.path / "overrides.yaml"):
-            if path.is_file():
-                return [str(o) for o in OmegaConf.load(path)]
-        return []
+        if self._overrides is None:
+            saved = [p for p in (self.path / ".hydra" / "overrides.yaml", self.path / "overrides.yaml") if p.is_file()]
+            self._overrides = [str(o) for o in OmegaConf.load(saved[0])] if saved else []
+        return self._overrides
 
     @property
     def cfg(self) -> dict:
@@ -162,7 +166,8 @@ def save_record(run: Run, dest: str | Path, *, max_points: int = 256, extra_file
     command line, where Hydra saved one) and ``scalars.json`` (every
     TensorBoard scalar as ``[step, value]``; a tag of more than ``max_points`` points, such as the
     per-step loss of a long run, thinned evenly, its first and last points kept), and those of
-    ``extra_files`` (names in the run folder, such as a study's figure data) that the run has. Files
+    ``RECORD_FILES`` (its calibration) and ``extra_files`` (names in the run folder, such as a study's
+    figure data) that the run has. Files
     of an older record there are replaced; each is written whole or not at all."""
     if max_points < 2:
         raise ValueError(f"max_points={max_points}: a record keeps at least a tag's first and last points (>= 2)")
@@ -176,7 +181,8 @@ def save_record(run: Run, dest: str | Path, *, max_points: int = 256, extra_file
         files["config.yaml"] = config.replace(str(run.path.resolve()), "<run>")
     if run.overrides:
         files["overrides.yaml"] = "".join(f"- {json.dumps(o)}\n" for o in run.overrides)
-    files.update({name: (run.path / name).read_bytes() for name in extra_files if (run.path / name).is_file()})
+    files.update({name: (run.path / name).read_bytes() for name in (*RECORD_FILES, *extra_files)
+                  if (run.path / name).is_file()})
     for name, content in files.items():
         tmp = dest / f".{name}.tmp"
         tmp.write_bytes(content.encode() if isinstance(content, str) else content)
