@@ -2,7 +2,9 @@
 field, cost and accuracy of a net that downsamples its last stage against one that dilates it.
 
 The complexity table needs no runs: without any, it compares the models the experiment config
-sweeps over (``configs/experiment/dilation.yaml``), the first one as the reference.
+sweeps over (``configs/experiment/dilation.yaml``), the first one as the reference. The degradation
+study trains resnet20 on the same recipe: its run is the reference where given (the degradation
+folder after the dilation one), so that a longer budget trains only dilated_resnet20.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from .common import Run, budget_note, curves_axes, minutes, pct, save
 
 TITLE = "Stride versus dilation: receptive field, cost and accuracy (Yu et al. 2017)"
 NEEDS_RUNS = False
+FOLDERS = "<its sweep folder> [<the degradation sweep folder>]"  # resnet20 of the same budget, trained once
+REFERENCE_STUDIES = ("degradation",)
 
 
 def experiment_models() -> list[str]:
@@ -30,12 +34,19 @@ def experiment_models() -> list[str]:
     return [name.strip() for name in str(cfg.hydra.sweeper.params.model).split(",")]
 
 
+def reference_models() -> list[str]:
+    """The degradation study's runs join this one with resnet20 only, not its plain or deeper nets."""
+    return experiment_models()
+
+
 def stage_rf(rep, stage: int) -> float | None:
     rows = [r for r in rep.rows if r.name.startswith(f"stages.{stage}.") and r.rf_size is not None]
     return rows[-1].rf_size if rows else None
 
 
 def report(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
+    order = experiment_models()  # the reference first, whichever folder its run came from
+    runs = sorted(runs, key=lambda r: order.index(r.model.get("name")) if r.model.get("name") in order else len(order))
     nets = {r.label: (r, build_from_config(r.model).eval()) for r in runs} or \
         {name: (None, create_model(name)) for name in experiment_models()}
     rows, reps, fig, axes = [], {}, *plt.subplots(1, 2 if runs else 1, figsize=(11 if runs else 5.5, 4), squeeze=False)

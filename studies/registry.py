@@ -9,7 +9,8 @@ experiment=<study>`` (its YAML states the budget) and a module here that declare
 its ``report(runs, out, *, repeats, batch) -> (markdown, figure paths)``; optional module attributes:
 ``TASK`` (the runs it reads: classifier by default), ``FOLDERS`` (the folders its command names),
 ``NEEDS_RUNS`` (False: it reports without runs), ``REFERENCE_STUDIES`` (with ``all``, those studies'
-runs of the same recipe join it), ``FIGURE_ALT`` and ``RECORD_FILES`` (files of a run folder,
+runs of the same recipe join it), ``reference_models()`` (the only models a reference study's runs join
+with, where not all of them), ``FIGURE_ALT`` and ``RECORD_FILES`` (files of a run folder,
 besides its metrics, config and scalars, that its report reads: ``record`` keeps them). A single
 study reads every run of its task under the folders given (so ``highway <highway sweep>
 <degradation sweep>`` adds the plain and
@@ -52,7 +53,8 @@ def report(study: str, folders, out: Path, *, repeats: int = 5, batch: int = 128
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; expected one of: {', '.join(STUDIES)} (or all)")
     module, out = STUDIES[study], Path(out)
-    runs = find_runs(folders, _task(module)) if runs is None else label_runs(runs)
+    runs = find_runs(folders, _task(module)) if runs is None else runs
+    runs = label_runs([r for r in runs if joins(module, r)])
     if not runs and getattr(module, "NEEDS_RUNS", True):
         raise ValueError(f"no {_task(module)} runs (config.yaml + metrics.json) under {', '.join(map(str, folders))}; "
                          f"train them with: python train.py -m experiment={study} {DATA}")
@@ -64,6 +66,15 @@ def report(study: str, folders, out: Path, *, repeats: int = 5, batch: int = 128
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{study}.md").write_text(text)
     return text
+
+
+def joins(module, run: Run) -> bool:
+    """Whether a run found with the study's own joins its report: all do, but a reference study's
+    runs only with the models the study names in ``reference_models()``, where it does (dilation takes
+    the degradation study's resnet20, not its plain nets)."""
+    pick = getattr(module, "reference_models", None)
+    return pick is None or run.cfg.get("study") not in getattr(module, "REFERENCE_STUDIES", ()) or \
+        run.model.get("name") in pick()
 
 
 def launched_with(runs: list[Run]) -> str:

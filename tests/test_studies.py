@@ -260,6 +260,22 @@ def test_dilation_complexity_table_needs_no_runs(tmp_path, capsys):
     assert rows["| resnet20"][-1].rstrip(" |") == "81" and rows["| dilated_resnet20"][-1].rstrip(" |") == "85"
 
 
+def test_dilation_takes_resnet20_from_the_degradation_runs_and_nothing_else(tmp_path, capsys):
+    """A longer dilation study trains dilated_resnet20 alone: the degradation sweep's resnet20 (same
+    recipe) is its reference, listed first, and the degradation's plain and deeper nets stay out."""
+    degradation_sweep(tmp_path / "degradation")
+    fake_run(tmp_path / "dilation" / "0_dilated_resnet20", "dilated_resnet20", [.4, .5, .6, .72],
+             [.35, .45, .55, .66], study="dilation")
+    folders = [str(tmp_path / "dilation"), str(tmp_path / "degradation")]
+    assert main(["dilation", *folders, "--out", str(tmp_path / "out")]) == 0
+    rows = [line.split(" | ")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][2:]
+    assert rows == ["| resnet20", "| dilated_resnet20"]
+    assert main(["all", str(tmp_path), "--out", str(tmp_path / "all"), "--markdown"]) == 0
+    section = (tmp_path / "all" / "dilation.md").read_text()
+    assert "| resnet20 |" in section and "| dilated_resnet20 |" in section and "plain" not in section
+    assert "dilated_resnet20 against resnet20: 1.00x the parameters" in section
+
+
 def test_all_reports_each_study_found_and_pooling_tells_the_downsampling_apart(tmp_path, capsys):
     degradation_sweep(tmp_path / "a")
     fake_run(tmp_path / "b" / "0_allconv", "allconv", [.5, .6], [.5, .6], study="pooling", width_mult=0.5)
