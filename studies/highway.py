@@ -44,7 +44,7 @@ class HighwayGateMonitor(L.Callback):
     def __init__(self, gate_bias: float | None = None) -> None:
         self.gate_bias = gate_bias
         self._blocks: dict[str, torch.nn.Module] = {}
-        self._sums: dict[str, float] = {}
+        self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self._handles: list = []
         self._collecting = False  # validation epochs only, not the sanity check
@@ -74,8 +74,10 @@ class HighwayGateMonitor(L.Callback):
     def _hook(self, tag: str):
         def record(module, args, output) -> None:
             # Validation only (flip test-time augmentation calls each block twice per batch: both count).
+            # Tensors summed, read once per epoch: a float() here would break a compiled net's graph
+            # at every highway block and recompile each block's forward per shape.
             if not module.training and self._collecting:
-                self._sums[tag] = self._sums.get(tag, 0.0) + module.last_gate_mean
+                self._sums[tag] = self._sums.get(tag, 0.0) + module.gate_mean
                 self._counts[tag] = self._counts.get(tag, 0) + 1
         return record
 
@@ -87,7 +89,7 @@ class HighwayGateMonitor(L.Callback):
         self._collecting = False
         for tag in self._blocks:
             if self._counts.get(tag):
-                pl_module.log(tag, self._sums[tag] / self._counts[tag], sync_dist=True)
+                pl_module.log(tag, float(self._sums[tag]) / self._counts[tag], sync_dist=True)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         for h in self._handles:

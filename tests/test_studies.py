@@ -106,6 +106,18 @@ def test_gate_monitor_refuses_blocks_built_with_another_bias():
         HighwayGateMonitor(gate_bias=-1.0).setup(None, SimpleNamespace(net=net), "fit")
 
 
+def test_gate_monitor_keeps_a_compiled_net_in_one_graph():
+    """The hook sums the blocks' gate means as tensors and reads them once per epoch: a float() in
+    it would split a compiled net's graph at every highway block (and recompile each block per shape)."""
+    net = create_model("highway_19", width_mult=0.25).eval()
+    monitor = HighwayGateMonitor()
+    monitor.setup(None, SimpleNamespace(net=net), "validate")
+    monitor.on_validation_epoch_start(SimpleNamespace(sanity_checking=False), None)
+    explanation = torch._dynamo.explain(net)(torch.randn(2, 3, 32, 32))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert len(monitor._sums) == 17 and all(torch.is_tensor(s) for s in monitor._sums.values())
+
+
 def test_gate_monitor_logs_one_scalar_per_highway_block_and_the_report_reads_them(tmp_path, capsys, compose_train, tiny):
     cfg = compose_train("experiment=highway", *tiny, "model.width_mult=0.25", "highway_gate_bias=-2",
                         "trainer.max_epochs=2", "trainer.limit_train_batches=1.0", "test=false",

@@ -27,8 +27,8 @@ class HighwayBlock(nn.Module):
     The gate conv has the same kernel and stride as ``H``, no norm, and its bias set to
     ``gate_bias``. The carry ``C`` is the identity when the shape is kept; otherwise
     ``carry="project"`` uses a 1x1 conv (stride ``stride``) + norm and ``carry="error"`` raises.
-    ``last_gate_mean`` is the mean of ``T`` over the last forward's batch (a float, None before
-    the first forward) so a study can log how open the gates are.
+    ``gate_mean`` is the mean of ``T`` over the last forward's batch (a detached 0-dim tensor, None
+    before the first forward; ``last_gate_mean`` as a float) so a study can log how open the gates are.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1,
@@ -54,8 +54,9 @@ class HighwayBlock(nn.Module):
                               padding=same_padding(kernel_size), bias=True)
         self.carry = make_shortcut("B", in_channels, out_channels, stride, norm_layer)
         self.init_weights()
-        # A detached 0-dim tensor, not a float: calling .item() here would sync the GPU every step.
-        self._last_gate_mean: torch.Tensor | None = None
+        # A detached 0-dim tensor, not a float: calling .item() here would sync the GPU every step
+        # (and break a compiled graph in two).
+        self.gate_mean: torch.Tensor | None = None
 
     def init_weights(self) -> None:
         """The gate bias rule; ``Net.init_weights`` calls it after its generic init."""
@@ -63,13 +64,13 @@ class HighwayBlock(nn.Module):
 
     @property
     def last_gate_mean(self) -> float | None:
-        return None if self._last_gate_mean is None else float(self._last_gate_mean)
+        return None if self.gate_mean is None else float(self.gate_mean)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.transform(x)  # (N, C_out, H/s, W/s)
         t = torch.sigmoid(self.gate(x))  # (N, C_out, H/s, W/s), in (0, 1)
         c = self.carry(x)  # (N, C_out, H/s, W/s)
-        self._last_gate_mean = t.detach().mean()
+        self.gate_mean = t.detach().mean()
         # c + t (h - c) = h t + c (1 - t) with one multiply fewer; written out rather than
         # torch.lerp, which refuses mixed dtypes (an fp32 identity carry under bf16 autocast).
         return c + t * (h - c)
