@@ -320,6 +320,20 @@ def test_readme_shows_each_generated_study_section_as_generated(section):
     assert section.read_text().strip() in readme, f"README.md does not hold {section.name} as generated"
 
 
+@pytest.mark.parametrize("section", sorted(p for p in (ROOT / "docs" / "studies" / "longer").glob("*.md")
+                                            if p.stem != "efficiency"),  # efficiency measures its speeds anew
+                         ids=lambda p: p.stem)
+def test_a_longer_study_section_regenerates_from_its_committed_records(section, tmp_path, capsys, monkeypatch):
+    """The `convzoo study` line a committed section shows remakes it from the records in the repository
+    (on a fresh clone: every file a report reads must be committed, not ignored)."""
+    text = section.read_text()
+    command = next(line for line in text.splitlines() if line.startswith("convzoo study ")).split()
+    out = command[command.index("--out") + 1]
+    monkeypatch.chdir(ROOT)
+    assert main([*command[2:command.index("--out")], "--out", str(tmp_path), "--markdown"]) == 0
+    assert capsys.readouterr().out.strip().replace(str(tmp_path), out) == text.strip()
+
+
 def test_a_study_reports_from_its_records_as_from_its_logs(tmp_path, capsys):
     """``convzoo study record`` keeps a few KB per run; the report made from them (on a fresh clone,
     without the logs) is the report made from the logs, and names the command the sweep was run with."""
