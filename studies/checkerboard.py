@@ -4,29 +4,35 @@ Checkerboard Artifacts", Distill): what the study measures while its autoencoder
 ``CheckerboardMonitor`` logs ``decoder/checkerboard_score`` (the overlap unevenness of the decoder's
 architecture, ``convzoo.models.layers.checkerboard_score``: weights do not enter it) and
 ``val/checkerboard_rms`` (the trained weights' checkerboard: the RMS of the decoder's output on a
-spatially constant code), and at fit end saves ``reconstructions.pt`` for the report.
+spatially constant code), and at fit end saves the report's figure data in the run folder:
+``reconstructions.png`` (lossless: validation images over their reconstructions) and
+``flat_code_pattern.json`` (the pattern on a flat code, in grey levels). Both are small results, not
+tensors, so `convzoo study record` keeps them in git and the figure regenerates on a fresh clone.
 
-The report reads the sweep's autoencoder runs (each run folder's metrics.json and
-reconstructions.pt) and gives a table, one row per decoder, and a figure: the same validation
-images, originals and each decoder's reconstructions, and the pattern each decoder paints on a
-spatially constant code.
+The report reads the sweep's autoencoder runs (each run folder's metrics.json and those two files)
+and gives a table, one row per decoder, and a figure: the same validation images, originals and each
+decoder's reconstructions, and the pattern each decoder paints on a spatially constant code.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import lightning as L
 import torch
 from torch import nn
+from torchvision.io import decode_png, read_file, write_png
 
 from convzoo.models.layers import checkerboard_score
-from convzoo.models.serialization import safe_torch_load
 from convzoo.training.reporting import plt
 from convzoo.training.runs import AUTOENCODER, Run
 from convzoo.training.tables import EMPTY, markdown_table
 
 TITLE = "Checkerboard artifacts of transposed convolutions (Odena et al. 2016)"
-RECORD_FILES = ("reconstructions.pt",)  # the figure's images: `convzoo study record` keeps them (~65 KB)
+IMAGES, PATTERN = "reconstructions.png", "flat_code_pattern.json"
+RECORD_FILES = (IMAGES, PATTERN)  # the figure's data: `convzoo study record` keeps them (~25 KB a run)
+PATTERN_CROP = 32  # pixels a side of the flat-code pattern kept: a few periods, at the images' scale
 TASK = AUTOENCODER
 FIGURE_ALT = "checkerboard: reconstructions by decoder"
 COLUMNS = ("decoder", "val loss (MSE)", "val PSNR (dB)", "checkerboard score", "flat-code pattern RMS",
@@ -56,14 +62,49 @@ def pattern_rms(pattern: torch.Tensor, std) -> torch.Tensor:
     return ((pattern - pattern.mean((1, 2), keepdim=True)) * scale).square().mean().sqrt()
 
 
+def save_figure_data(folder: Path, originals: torch.Tensor, reconstructions: torch.Tensor, decoder: str,
+                     pattern: torch.Tensor) -> None:
+    """Write ``folder/reconstructions.png`` (uint8 (N, 3, H, W) originals and reconstructions, one row
+    each, lossless) and ``folder/flat_code_pattern.json`` (``pattern`` (3, h, w) in grey levels, its
+    top-left ``PATTERN_CROP`` pixels a side, to 0.01)."""
+    if originals.shape != reconstructions.shape or originals.dtype != torch.uint8:
+        raise ValueError(f"originals and reconstructions must be uint8 tensors of one shape, got "
+                         f"{originals.dtype} {tuple(originals.shape)} and {tuple(reconstructions.shape)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    strip = torch.stack([originals, reconstructions]).permute(2, 0, 3, 1, 4)  # (3, 2, H, N, W)
+    c, _, h, n, w = strip.shape
+    write_png(strip.reshape(c, 2 * h, n * w).contiguous(), str(folder / IMAGES), compression_level=9)
+    crop = pattern[:, :PATTERN_CROP, :PATTERN_CROP].double()  # float64: 0.01 steps print as written
+    (folder / PATTERN).write_text(json.dumps({"decoder": decoder, "num_images": n, "unit": "8-bit grey levels",
+                                              "pattern": (crop * 100).round().div(100).tolist()}) + "\n")
+
+
+def load_figure_data(folder: Path) -> dict:
+    """What ``save_figure_data`` wrote: ``originals`` and ``reconstructions`` (N, 3, H, W) uint8,
+    ``decoder`` and ``pattern`` (3, h, w) float."""
+    folder = Path(folder)
+    missing = [name for name in RECORD_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no {' or '.join(missing)} in {folder}: the run did not finish")
+    meta = json.loads((folder / PATTERN).read_text())
+    strip = decode_png(read_file(str(folder / IMAGES)))  # (3, 2H, N W)
+    c, two_h, nw = strip.shape
+    n = meta["num_images"]
+    pairs = strip.view(c, 2, two_h // 2, n, nw // n).permute(1, 3, 0, 2, 4)  # (2, N, 3, H, W)
+    return {"originals": pairs[0].contiguous(), "reconstructions": pairs[1].contiguous(),
+            "decoder": meta["decoder"], "pattern": torch.tensor(meta["pattern"])}
+
+
 class CheckerboardMonitor(L.Callback):
     """For an autoencoder with ``encoder`` and ``decoder`` parts, trained with ``task=autoencode``.
 
-    ``path``: where the fit's end writes the first ``num_images`` validation images, their
-    reconstructions (uint8 pixels) and the flat-code pattern (grey levels): the report's figure."""
+    ``folder``: where the fit's end writes the first ``num_images`` validation images, their
+    reconstructions (uint8 pixels) and the flat-code pattern (grey levels): the report's figure
+    (``save_figure_data``)."""
 
-    def __init__(self, path: str | None = None, num_images: int = 8) -> None:
-        self.path, self.num_images = path, num_images
+    def __init__(self, folder: str | None = None, num_images: int = 8) -> None:
+        self.folder, self.num_images = folder, num_images
         self._mean_code: torch.Tensor | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -86,7 +127,7 @@ class CheckerboardMonitor(L.Callback):
 
     @torch.no_grad()
     def on_fit_end(self, trainer, pl_module) -> None:
-        if self.path is None or not trainer.is_global_zero or trainer.datamodule is None:
+        if self.folder is None or not trainer.is_global_zero or trainer.datamodule is None:
             return
         was_training = pl_module.training
         pl_module.eval()
@@ -100,10 +141,9 @@ class CheckerboardMonitor(L.Callback):
         def as_uint8(t: torch.Tensor) -> torch.Tensor:
             return (pl_module.to_pixels(t[:n]) * 255).round().to(torch.uint8).cpu()
 
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"originals": as_uint8(x), "reconstructions": as_uint8(recon),
-                    "decoder": getattr(pl_module.net, "decoder_kind", type(pl_module.net.decoder).__name__),
-                    "pattern": ((pattern - pattern.mean((1, 2), keepdim=True)) * scale).cpu()}, self.path)
+        save_figure_data(Path(self.folder), as_uint8(x), as_uint8(recon),
+                         getattr(pl_module.net, "decoder_kind", type(pl_module.net.decoder).__name__),
+                         ((pattern - pattern.mean((1, 2), keepdim=True)) * scale).cpu())
         pl_module.train(was_training)
 
 
@@ -131,9 +171,7 @@ def checkerboard_figure(saved: list[dict]):
         for c in range(n):
             axes[r, c].imshow(images[c].permute(1, 2, 0).numpy(), interpolation="nearest")
         if pattern is not None:
-            h, w = pattern.shape[-2:]
-            crop = pattern[:, :min(h, 32), :min(w, 32)]  # a few periods, at the images' scale
-            axes[r, n].imshow(((128 + gain * crop).clamp(0, 255) / 255).permute(1, 2, 0).numpy(),
+            axes[r, n].imshow(((128 + gain * pattern).clamp(0, 255) / 255).permute(1, 2, 0).numpy(),
                               interpolation="nearest")
         axes[r, 0].set_ylabel(label, fontsize=8)
     axes[0, n].set_title(f"flat code\n(x{gain:.0f}, grey = 0)", fontsize=7)
@@ -149,10 +187,7 @@ def checkerboard_figure(saved: list[dict]):
 
 def report(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
     """The table of the sweep's autoencoder runs and ``out/checkerboard.png``."""
-    missing = [str(run.path) for run in runs if not (run.path / "reconstructions.pt").is_file()]
-    if missing:
-        raise FileNotFoundError(f"no reconstructions.pt in {', '.join(missing)}: the run did not finish")
-    saved = [safe_torch_load(run.path / "reconstructions.pt") for run in runs]
+    saved = [load_figure_data(run.path) for run in runs]
     for run, s in zip(runs[1:], saved[1:]):
         if not torch.equal(s["originals"], saved[0]["originals"]):
             raise ValueError(f"{run.path} reconstructed other validation images than {runs[0].path} (other data or "

@@ -328,12 +328,10 @@ def test_a_longer_study_section_regenerates_from_its_committed_records(section, 
     (on a fresh clone: every file a report reads must be committed, not ignored)."""
     text = section.read_text()
     command = next(line for line in text.splitlines() if line.startswith("convzoo study ")).split()
-    # Tensors (checkerboard's reconstructions.pt) are data and stay out of git: such a record is not whole here.
     needed = getattr(STUDIES[command[2]], "RECORD_FILES", ())
-    missing = [f for folder in command[3:command.index("--out")] for run in (ROOT / folder).iterdir()
+    missing = [str(run / f) for folder in command[3:command.index("--out")] for run in (ROOT / folder).iterdir()
                for f in needed if not (run / f).exists()]
-    if missing:
-        pytest.skip(f"the {command[2]} records lack {', '.join(sorted(set(missing)))} (not committed: data)")
+    assert not missing, f"records without a file the {command[2]} report reads: {missing}"
     out = command[command.index("--out") + 1]
     monkeypatch.chdir(ROOT)
     assert main([*command[2:command.index("--out")], "--out", str(tmp_path), "--markdown"]) == 0

@@ -48,7 +48,7 @@ def test_the_training_core_holds_no_study_code(path):
 
 
 def fake_autoencoder_run(folder: Path, decoder: str, originals: torch.Tensor) -> None:
-    """A run folder as experiment=checkerboard leaves it: config.yaml, metrics.json, reconstructions.pt."""
+    """A run folder as experiment=checkerboard leaves it: config.yaml, metrics.json and the figure data."""
     folder.mkdir(parents=True)
     OmegaConf.save({"study": "checkerboard", "task": {"name": "autoencode"}, "model": {"name": f"ae_{decoder}"},
                     "trainer": {"max_epochs": 2}}, folder / "config.yaml")
@@ -56,8 +56,7 @@ def fake_autoencoder_run(folder: Path, decoder: str, originals: torch.Tensor) ->
         "decoder": decoder, "val/loss": 0.05, "val/psnr": 25.0, "decoder/checkerboard_score": 0.5,
         "val/checkerboard_rms": 1.5, "params": 12_300, "macs": 4_560_000, "epochs": 2, "fit_seconds": 60.0}))
     pattern = torch.randn(3, 16, 16) * (decoder != "resize")
-    torch.save({"originals": originals, "reconstructions": originals.flip(-1), "decoder": decoder,
-                "pattern": pattern}, folder / "reconstructions.pt")
+    checkerboard.save_figure_data(folder, originals, originals.flip(-1), decoder, pattern)
 
 
 def test_checkerboard_report_reads_the_autoencoder_runs(tmp_path, capsys):
@@ -80,10 +79,29 @@ def test_checkerboard_report_reads_the_autoencoder_runs(tmp_path, capsys):
     assert "error: no autoencoder runs" in capsys.readouterr().err
     # its records keep the figure's images, so the table and figure come back from them
     assert main(["record", str(tmp_path / "sweep"), "--out", str(tmp_path / "records")]) == 0
-    assert (tmp_path / "records" / "1_ae_resize" / "reconstructions.pt").is_file()
+    assert {p.name for p in (tmp_path / "records" / "1_ae_resize").iterdir()} >= set(checkerboard.RECORD_FILES)
     again = report("checkerboard", [tmp_path / "records"], tmp_path / "again")
     assert [line for line in again.splitlines() if line.startswith("| `")] == rows
     assert (tmp_path / "again" / "checkerboard.png").stat().st_size > 5000
+
+
+def test_checkerboard_figure_data_round_trips_without_tensor_files(tmp_path):
+    """The figure's data is a lossless PNG and a JSON pattern (records in git hold no tensors), and
+    reads back as written: the pixels exactly, the pattern to 0.01 grey levels, cropped to 32 pixels."""
+    originals = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    recon = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    pattern = torch.randn(3, 64, 64) * 3
+    checkerboard.save_figure_data(tmp_path / "run", originals, recon, "transposed_k4", pattern)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(checkerboard.RECORD_FILES)
+    back = checkerboard.load_figure_data(tmp_path / "run")
+    assert torch.equal(back["originals"], originals) and torch.equal(back["reconstructions"], recon)
+    assert back["decoder"] == "transposed_k4" and back["pattern"].shape == (3, 32, 32)
+    assert (back["pattern"] - pattern[:, :32, :32]).abs().max() <= 0.005 + 1e-6
+    with pytest.raises(ValueError, match=r"uint8 tensors of one shape, got torch.float32"):
+        checkerboard.save_figure_data(tmp_path / "bad", originals.float(), recon, "resize", pattern)
+    (tmp_path / "run" / checkerboard.PATTERN).unlink()
+    with pytest.raises(FileNotFoundError, match="no flat_code_pattern.json in .*run: the run did not finish"):
+        checkerboard.load_figure_data(tmp_path / "run")
 
 
 def test_checkerboard_report_refuses_runs_of_other_images(tmp_path):
