@@ -44,8 +44,7 @@ class HighwayGateMonitor(L.Callback):
     def __init__(self, gate_bias: float | None = None) -> None:
         self.gate_bias = gate_bias
         self._blocks: dict[str, torch.nn.Module] = {}
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
+        self._sums: dict[str, torch.Tensor] = {}  # tag -> (sum of batch means, batches), fp32
         self._handles: list = []
         self._collecting = False  # validation epochs only, not the sanity check
 
@@ -74,24 +73,26 @@ class HighwayGateMonitor(L.Callback):
     def _hook(self, tag: str):
         def record(module, args, output) -> None:
             # Validation only (flip test-time augmentation calls each block twice per batch: both count).
-            # Tensors summed, read once per epoch: a float() here would break a compiled net's graph
-            # at every highway block and recompile each block's forward per shape.
+            # Sum and count are one fp32 tensor, read once per epoch: a float() here would break a compiled
+            # net's graph at every block, and an int count would be a guard that recompiles the net at
+            # every batch; in fp32, as a bf16 sum of ~80 means near 0.3 rounds each addition past 16.
             if not module.training and self._collecting:
-                # In fp32: a bf16 running sum of ~80 means near 0.3 rounds each addition past 16 to the
-                # nearest 0.125 and drifts the mean by ~0.02.
-                self._sums[tag] = self._sums.get(tag, 0.0) + module.gate_mean.float()
-                self._counts[tag] = self._counts.get(tag, 0) + 1
+                mean = module.gate_mean.float()
+                pair = torch.stack([mean, torch.ones_like(mean)])
+                total = self._sums.get(tag)
+                self._sums[tag] = pair if total is None else total + pair
         return record
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._sums, self._counts = {}, {}
+        self._sums.clear()  # in place: a new dict would be a new object for a compiled net's guards
         self._collecting = not trainer.sanity_checking
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self._collecting = False
         for tag in self._blocks:
-            if self._counts.get(tag):
-                pl_module.log(tag, float(self._sums[tag]) / self._counts[tag], sync_dist=True)
+            if tag in self._sums:
+                total, count = self._sums[tag].tolist()
+                pl_module.log(tag, total / count, sync_dist=True)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         for h in self._handles:

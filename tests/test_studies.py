@@ -118,6 +118,29 @@ def test_gate_monitor_keeps_a_compiled_net_in_one_graph():
     assert len(monitor._sums) == 17 and all(torch.is_tensor(s) for s in monitor._sums.values())
 
 
+def test_gate_monitor_does_not_recompile_a_compiled_net_batch_after_batch():
+    """Validation epochs of a compiled highway net compile it a bounded number of times (a count kept
+    as a Python int was a guard: every batch recompiled, until dynamo's limit sent it back to eager)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = create_model("highway_19", width_mult=0.25).eval()
+    monitor = HighwayGateMonitor()
+    monitor.setup(None, SimpleNamespace(net=net), "validate")
+    compiled = torch.compile(net, backend="eager")  # guards and recompiles as inductor's, without codegen
+    frames_before = torch._dynamo.utils.counters["frames"]["ok"]
+    logged, block = {}, next(m for m in net.modules() if isinstance(m, HighwayBlock))
+    for _ in range(3):
+        monitor.on_validation_epoch_start(SimpleNamespace(sanity_checking=False), None)
+        means = []
+        with torch.no_grad():
+            for _ in range(12):
+                compiled(torch.randn(2, 3, 16, 16))
+                means.append(float(block.gate_mean))
+        monitor.on_validation_epoch_end(None, SimpleNamespace(log=lambda tag, value, **_: logged.update({tag: value})))
+        assert logged[next(iter(logged))] == pytest.approx(sum(means) / 12, abs=1e-6)
+    assert torch._dynamo.utils.counters["frames"]["ok"] - frames_before <= 3
+
+
 def test_gate_monitor_means_under_bf16_are_the_batches_mean_in_fp32():
     """A validation of bf16 batches: each logged gate is the fp32 mean of the block's per-batch means
     (a bf16 running sum drifted the logged means of a 15-epoch run by ~0.02)."""
