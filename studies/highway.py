@@ -101,6 +101,9 @@ class HighwayGateMonitor(L.Callback):
 
 
 def report(runs: list[Run], out: Path, **_) -> tuple[str, list[Path]]:
+    # the references first, then the gated runs from the highest gate bias down (the sweep's order),
+    # wherever each run's record came from
+    runs = sorted(runs, key=lambda r: -max(gate_biases(r.model), default=math.inf))
     rows, layers = [], {}
     for r in runs:
         gates = {t[len("gates/"):]: v[-1][1] for t, v in r.scalars.items() if t.startswith("gates/")}
