@@ -30,7 +30,7 @@ from convzoo.training.tables import EMPTY, markdown_table
 
 TITLE = "Checkerboard artifacts of transposed convolutions (Odena et al. 2016)"
 IMAGES, PATTERN = "reconstructions.png", "flat_code_pattern.json"
-RECORD_FILES = (IMAGES, PATTERN)  # the figure's data: `convzoo study record` keeps them (~55 KB a run)
+RECORD_FILES = (IMAGES, PATTERN)  # the figure's data: `convzoo study record` keeps them (~51 KB a run)
 PATTERN_CROP = 32  # pixels a side of the flat-code pattern kept: a few periods, at the images' scale
 TASK = AUTOENCODER
 FIGURE_ALT = "checkerboard: reconstructions by decoder"

@@ -73,11 +73,11 @@ class HighwayGateMonitor(L.Callback):
     def _hook(self, tag: str):
         def record(module, args, output) -> None:
             # Validation only (flip test-time augmentation calls each block twice per batch: both count).
-            # Sum and count are one fp32 tensor, read once per epoch: a float() here would break a compiled
-            # net's graph at every block, and an int count would be a guard that recompiles the net at
-            # every batch; in fp32, as a bf16 sum of ~80 means near 0.3 rounds each addition past 16.
+            # Sum and count are one tensor (fp32, as the block's gate_mean is), read once per epoch: a
+            # float() here would break a compiled net's graph at every block, and an int count would be
+            # a guard that recompiles the net at every batch.
             if not module.training and self._collecting:
-                mean = module.gate_mean.float()
+                mean = module.gate_mean
                 pair = torch.stack([mean, torch.ones_like(mean)])
                 total = self._sums.get(tag)
                 self._sums[tag] = pair if total is None else total + pair
