@@ -17,7 +17,11 @@ from convzoo.models.complexity import si
 from convzoo.training.tables import format_number, markdown_table
 from convzoo.training.timing import spread
 
-README_START, README_END = "<!-- leaderboard -->", "<!-- /leaderboard -->"
+
+
+def markers(board: str) -> tuple[str, str]:
+    """README's lines around one machine's leaderboard (``board``: the name of its records' folder)."""
+    return f"<!-- leaderboard {board} -->", f"<!-- /leaderboard {board} -->"
 
 
 def models(records: list[dict]) -> list[dict]:
@@ -148,36 +152,39 @@ def plots(rows: list[dict], records: list[dict], stem: Path) -> list[Path]:
     return made
 
 
-def update_readme(readme: Path, section: str, accuracy: dict[str, str], heading: str) -> None:
-    """Replace README's leaderboard (between its markers) and its zoo table (the table under
-    ``| model | params | paper |``) with ones made from the records."""
+def update_readme(readme: Path, sections: dict[str, str], accuracy: dict[str, dict[str, str]]) -> None:
+    """Replace each board's leaderboard in README (between its markers) and the zoo table (the table
+    under ``| model | params | paper |``), whose accuracy columns are ``accuracy``'s (heading -> model -> cell)."""
     from convzoo.cli import zoo_markdown, zoo_rows
 
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no {README_START} ... {README_END} section to fill")
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    text = text[:start] + "\n" + section + "\n" + text[end:]
+    for board, section in sections.items():
+        start_mark, end_mark = markers(board)
+        if start_mark not in text or end_mark not in text:
+            raise SystemExit(f"{readme} has no section for the {board} leaderboard: put the lines "
+                             f"'{start_mark}' and '{end_mark}' where its table should go")
+        start, end = text.index(start_mark) + len(start_mark), text.index(end_mark)
+        text = text[:start] + "\n" + section + "\n" + text[end:]
     zoo = re.search(r"^\| model \| params \| paper \|.*\n(\|.*\n)+", text, flags=re.MULTILINE)
     if zoo is None:
         raise SystemExit(f"{readme} has no zoo table (a line starting '| model | params | paper |')")
-    text = text[:zoo.start()] + zoo_markdown(zoo_rows(), accuracy=accuracy, accuracy_heading=heading) + "\n" + text[zoo.end():]
+    text = text[:zoo.start()] + zoo_markdown(zoo_rows(), accuracy=accuracy) + "\n" + text[zoo.end():]
     readme.write_text(text)
 
 
-def report(records: list[dict], results: Path, readme: Path | None = None) -> str:
+def report(records: list[dict], results: Path, readme: Path | None = None) -> tuple[str, str, dict[str, str]]:
+    """One board's tables (written to ``<results>.md``, and returned) and plots; with ``readme``, also
+    its README section and its zoo column (model -> mean accuracy), for ``update_readme``."""
     rows = models(records)
     stem = results.parent / results.name
     images = plots(rows, records, stem)
     head, table = header(records), leaderboard_table(rows)
     text = "\n".join([*head, "", table, "", run_table(records)]) + "\n"
     stem.with_suffix(".md").write_text(text)
+    section = ""
     if readme is not None:
         links = " · ".join(f"[{p.stem[len(stem.name) + 1:]}]({p.relative_to(readme.parent)})" for p in images)
         section = "\n".join([*head, "", table, "",
                              f"Plots: {links}. Every run: [{stem.with_suffix('.md').name}]"
                              f"({stem.with_suffix('.md').relative_to(readme.parent)})."])
-        budget = "/".join(sorted({r["budget"] for r in records}))
-        accuracy = {row["model"]: pct(row["acc"]) for row in rows}
-        update_readme(readme, section, accuracy, f"val acc ({budget}, leaderboard)")
-    return text
+    return text, section, {row["model"]: pct(row["acc"]) for row in rows}

@@ -1,6 +1,7 @@
 """The comparison: every family of the zoo trained at one budget, one recipe (``experiment=compare``),
 then a leaderboard, the zoo table's accuracy column and three plots, all rebuilt from small
-committed records.
+committed records. Each machine has its own board (speeds differ, so do the rankings at equal
+time); a report covers every board: README holds each one's table and the zoo table a column each.
 
     python benchmarks/compare.py                        # train what is missing or stale, then report
     python benchmarks/compare.py --models resnet20 --seeds 0 1 2    # only these
@@ -30,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages are importable
 
-from benchmarks._compare_report import report  # noqa: E402
+from benchmarks._compare_report import report, update_readme  # noqa: E402
 from benchmarks._records import (fingerprint, launch, load_records, machine, machine_slug, make_record,  # noqa: E402
                                  record_name, write_record)
 from benchmarks.time_to_accuracy import data_overrides  # noqa: E402
@@ -147,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help=f"default: 0 for every model, and 1 2 for {', '.join(SPREAD)}")
     parser.add_argument("--results", type=Path, default=None,
-                        help="the records' folder (default docs/results/compare/<machine>)")
+                        help="where this machine's records go (default docs/results/compare/<machine>)")
+    parser.add_argument("--boards", type=Path, default=None,
+                        help="the folder of every machine's records folder, each one leaderboard "
+                             "(default: the parent of --results)")
     parser.add_argument("--log-dir", type=Path, default=ROOT / "logs" / "compare",
                         help="where the run folders go (not committed)")
     parser.add_argument("--force", action="store_true", help="re-run what has an up-to-date record")
@@ -173,13 +177,24 @@ def main(argv: list[str] | None = None) -> int:
         extra = data_overrides(extra) + extra
         for model, seed in plan(args.models, args.seeds):
             run_one(model, seed, extra, results, args.log_dir.resolve(), args.force, command, args.infer_batch)
-    records, stale = current([r for r in load_records(results) if r.get("experiment") == "compare"])
-    if stale:
-        print(f"# left out of the tables, stale (their model or recipe changed since): {', '.join(stale)}; "
-              "python benchmarks/compare.py re-trains them", flush=True)
-    if not records:
-        parser.error(f"no up-to-date comparison records under {results}")
-    print(report(records, results, readme=args.readme))
+    boards, root = {}, args.boards or results.parent  # every machine's leaderboard
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        records, stale = current([r for r in load_records(folder) if r.get("experiment") == "compare"])
+        if stale:
+            print(f"# {folder.name}: left out of the tables, stale (their model or recipe changed since): "
+                  f"{', '.join(stale)}; python benchmarks/compare.py re-trains them", flush=True)
+        if records:
+            boards[folder] = records
+    if not boards:
+        parser.error(f"no up-to-date comparison records under {root}")
+    sections, accuracy = {}, {}
+    for folder, records in boards.items():
+        text, sections[folder.name], column = report(records, folder, readme=args.readme)
+        budget = "/".join(sorted({r["budget"] for r in records}))
+        accuracy[f"val acc ({budget}, {folder.name})"] = column
+        print(f"## {folder.name}\n{text}")
+    if args.readme is not None:
+        update_readme(args.readme, sections, accuracy)
     return 0
 
 

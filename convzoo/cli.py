@@ -79,17 +79,18 @@ def zoo_rows(pattern: str = "*", size=(3, 32, 32)) -> list[tuple]:
     return rows
 
 
-def zoo_markdown(rows: list[tuple], size=(3, 32, 32), accuracy: dict[str, str] | None = None,
-                 accuracy_heading: str = "accuracy") -> str:
-    """README's zoo table; ``accuracy`` (model -> cell text) adds a column for the models that have one."""
+def zoo_markdown(rows: list[tuple], size=(3, 32, 32), accuracy: dict[str, dict[str, str]] | None = None) -> str:
+    """README's zoo table; ``accuracy`` (column heading -> model -> cell text) adds one column per
+    heading, in its order, filled for the models that have a cell."""
     from convzoo.models.complexity import si
 
-    extra = f" {accuracy_heading} |" if accuracy is not None else ""
+    columns = accuracy or {}
+    extra = "".join(f" {heading} |" for heading in columns)
     lines = [f"| model | params | paper | MACs ({size[1]}x{size[2]}) | receptive field |{extra} source |",
-             "|---|---:|---:|---:|---:|" + ("---:|" if accuracy is not None else "") + "---|"]
+             "|---|---:|---:|---:|---:|" + "---:|" * len(columns) + "---|"]
     for name, r, source, paper in rows:
         paper = "" if paper is None else f"{paper}M"
-        acc = f" {accuracy.get(name, '')} |" if accuracy is not None else ""
+        acc = "".join(f" {cells.get(name, '')} |" for cells in columns.values())
         lines.append(f"| {name} | {r.total_params / 1e6:.3f}M | {paper} | {si(r.total_macs)} | {_rf(r)} |{acc} {source} |")
     return "\n".join(lines)
 

@@ -73,8 +73,7 @@ def test_report_fills_the_leaderboard_the_zoo_table_and_plots(board, tmp_path):
     copy = tmp_path / "amd-epyc-fp32"
     shutil.copytree(results, copy)
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- leaderboard -->\nold\n<!-- /leaderboard -->\n\n"
-                      "| model | params | paper | MACs (32x32) | receptive field | source |\n|---|---|\n| old |\n\nend\n")
+    readme.write_text(readme_with_boards("amd-epyc-fp32"))
     text = bench("--report", "--results", str(copy), "--readme", str(readme))
     row = next(line for line in text.splitlines() if line.startswith("| 1 "))
     assert "| fastnet | fastnet |" in row and "1.3e11flop" in row
@@ -87,6 +86,36 @@ def test_report_fills_the_leaderboard_the_zoo_table_and_plots(board, tmp_path):
     assert len(zoo) == 1 and zoo[0].count("|") == 8  # the accuracy column, empty for an untrained model
     fast = next(line for line in new.splitlines() if line.startswith("| fastnet | 0."))
     assert "%" in fast
+
+
+def readme_with_boards(*boards: str) -> str:
+    sections = "".join(f"<!-- leaderboard {b} -->\nold\n<!-- /leaderboard {b} -->\n\n" for b in boards)
+    return ("# x\n" + sections + "| model | params | paper | MACs (32x32) | receptive field | source |\n"
+            "|---|---|\n| old |\n\nend\n")
+
+
+def test_every_machine_has_its_board_and_its_zoo_column(board, tmp_path):
+    results, _, _ = board
+    for name, acc in (("amd-epyc-fp32", None), ("amd-epyc-bf16", 0.5)):
+        shutil.copytree(results, tmp_path / "boards" / name)
+        if acc is not None:  # as if this machine's run had reached another accuracy
+            record = json.loads((tmp_path / "boards" / name / RECORD).read_text())
+            record["metrics"]["val/acc"] = acc
+            (tmp_path / "boards" / name / RECORD).write_text(json.dumps(record))
+    readme = tmp_path / "README.md"
+    readme.write_text(readme_with_boards("amd-epyc-bf16"))
+    with pytest.raises(SystemExit, match="no section for the amd-epyc-fp32 leaderboard"):
+        bench("--report", "--boards", str(tmp_path / "boards"), "--readme", str(readme))
+    readme.write_text(readme_with_boards("amd-epyc-fp32", "amd-epyc-bf16"))
+    text = bench("--report", "--boards", str(tmp_path / "boards"), "--readme", str(readme))
+    assert "## amd-epyc-bf16\n" in text and "## amd-epyc-fp32\n" in text
+    new = readme.read_text()
+    assert "old" not in new and "amd-epyc-bf16_curves.png" in new and "amd-epyc-fp32_curves.png" in new
+    heading = next(line for line in new.splitlines() if line.startswith("| model | params |"))
+    assert heading.index("val acc (1.3e11flop, amd-epyc-bf16)") < heading.index("val acc (1.3e11flop, amd-epyc-fp32)")
+    fast = next(line for line in new.splitlines() if line.startswith("| fastnet | 0.")).split("|")
+    fp32 = json.loads((results / RECORD).read_text())["metrics"]["val/acc"]
+    assert fast[6:8] == [" 50.00% ", f" {100 * fp32:.2f}% "]
 
 
 def test_the_report_leaves_stale_records_out(board, tmp_path):
