@@ -55,21 +55,28 @@ def minutes(run: Run) -> str | None:
     return None if s is None else f"{s / 60:.1f}"
 
 
-def recipe(run: Run) -> str:
+def recipe(run: Run, precision: bool = True) -> str:
     """What must match for two runs to be compared: the budget, the optimisation and the precision."""
     t, c = run.cfg.get("trainer", {}), run.cfg
     return (f"{t.get('max_epochs')} epochs x {t.get('limit_train_batches', 1.0)} of the data, batch "
             f"{c.get('data', {}).get('batch_size')}, {str(c.get('optimizer', {}).get('_target_')).rsplit('.', 1)[-1]} "
             f"lr {c.get('optimizer', {}).get('lr')}, {str(c.get('scheduler', {}).get('_target_')).rsplit('.', 1)[-1]}"
-            + (f", precision {t['precision']}" if t.get("precision") else ""))
+            + (f", precision {t['precision']}" if precision and t.get("precision") else ""))
 
 
 def budget_note(runs: list[Run]) -> str:
-    """The budget and recipe the runs share (a warning where they differ), and the machine they
-    trained on, as each run's metrics.json names it (its CPU, threads and torch), where they do."""
+    """The budget and recipe the runs share (a warning where they differ; each run's precision where
+    only that differs, as when each run's calibration chose its own), and the machine they trained
+    on, as each run's metrics.json names it (its CPU, threads and torch), where they do."""
     recipes = sorted({recipe(r) for r in runs})
     if len(recipes) == 1:
         note = f"Budget of every run: {recipes[0]}."
+    elif len({recipe(r, precision=False) for r in runs}) == 1:
+        by_precision: dict[str, list[str]] = {}
+        for r in runs:
+            by_precision.setdefault(str(r.cfg.get("trainer", {}).get("precision")), []).append(r.label)
+        note = (f"Budget of every run: {recipe(runs[0], precision=False)}; the precision differs: "
+                + "; ".join(f"{p} for {', '.join(labels)}" for p, labels in sorted(by_precision.items())) + ".")
     else:
         note = "Warning: the runs had different budgets: " + "; ".join(recipes) + "."
     compiled = [r.label for r in runs if r.metrics.get("compile") is True]

@@ -4,8 +4,9 @@ grouped, grouped + channel shuffle, ShuffleNet units), and whether fewer MACs me
 The report compares each net with the reference the experiment config names (``study_reference``,
 a model name; the first run where no run names one), and finds the exact ablation of the channel
 shuffle from the specs: two runs whose blocks differ only by ``channel_shuffle`` blocks. It times the
-nets itself, in the precision their runs trained in, for at least ``MIN_SECONDS`` per net, mode and
-round (``convzoo.training.timing.measure_training_and_inference``).
+nets itself, each in the precision its run trained in, for at least ``MIN_SECONDS`` per net, mode and
+round (``convzoo.training.timing.measure_training_and_inference``). Accuracy at equal time comes from
+the runs' own per-epoch times: each run's validation accuracy within the fastest run's minutes.
 """
 from __future__ import annotations
 
@@ -28,15 +29,29 @@ SHUFFLE = "channel_shuffle"  # the weightless block whose presence alone tells a
 _DESCRIPTIVE = {"name", "source", "paper_params"}  # spec keys that do not change the network
 
 
-def runs_precision(runs: list[Run]) -> str:
-    """The precision the runs trained in (config.yaml holds it resolved), if they all agree and it
-    is one the speed measurement knows (fp32, bf16 or fp16 mixed); else 32-true."""
+def run_precision(run: Run) -> str:
+    """The precision the run trained in (config.yaml holds it resolved: the calibration's choice
+    where it made one), where the speed measurement knows it (fp32, bf16 or fp16 mixed); else 32-true."""
     try:
-        found = {canonical_precision(r.cfg.get("trainer", {}).get("precision", "32-true"), torch.device("cpu"))
-                 for r in runs}
+        return canonical_precision(run.cfg.get("trainer", {}).get("precision", "32-true"), torch.device("cpu"))
     except ValueError:
         return "32-true"
-    return found.pop() if len(found) == 1 else "32-true"
+
+
+def equal_time(runs: list[Run]) -> tuple[float, dict[str, tuple[float, int]]] | None:
+    """The fastest run's minutes of fitting, and each run's validation accuracy at its last epoch end
+    within them (and that epoch): accuracy at equal time, read from the runs' own per-epoch times,
+    each net trained in the setting its run chose. None where a run logged no epoch times."""
+    curves = {r.label: r.timed_curve("val/acc") for r in runs}
+    if not all(minutes for minutes, _ in curves.values()):
+        return None
+    limit = min(minutes[-1] for minutes, _ in curves.values())
+    reached = {}
+    for label, (minutes, accs) in curves.items():
+        within = [i for i, m in enumerate(minutes) if m <= limit * (1 + 1e-9)]
+        if within:
+            reached[label] = (accs[within[-1]], within[-1] + 1)
+    return limit, reached
 
 
 def reference(runs: list[Run]) -> Run:
@@ -60,29 +75,42 @@ def shuffle_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
 
 
 def report(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, **_) -> tuple[str, list[Path]]:
-    precision = runs_precision(runs)
+    precisions = {r.label: run_precision(r) for r in runs}
     nets = {r.label: build_from_config(r.model).eval() for r in runs} if repeats > 0 else {}
     speed = (measure_training_and_inference(nets, batch=batch, repeats=repeats, min_seconds=MIN_SECONDS,
-                                            precision=precision) if nets else {})
+                                            precision=precisions) if nets else {})
     logged = {r.label: number(r.metrics.get("train/images_per_sec")) for r in runs}
     ref = reference(runs)
+    timed = equal_time(runs)
     rows = []
     for r in runs:
         train_s, infer_s = speed.get(r.label, (None, None))
+        at = timed[1].get(r.label) if timed else None
         rows.append([r.label, si(r.metrics.get("params", 0)), si(r.metrics.get("macs", 0)),
                      f"{r.metrics['macs'] / ref.metrics['macs']:.2f}",
                      f"{train_s:,.0f}" if train_s else None, f"{infer_s:,.0f}" if infer_s else None,
                      f"{logged[r.label]:,.0f}" if logged[r.label] else None,
-                     pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)])
+                     pct(r.last("val/acc")), pct(r.last("val/acc_best")), minutes(r)]
+                    + ([f"{pct(at[0])} (epoch {at[1]})" if at else None] if timed else []))
     text = markdown_table(["net", "params", "MACs", "MACs / standard", "train img/s (measured)",
-                           "infer img/s (measured)", "train img/s (run log)", "val acc", "best val acc", "fit (min)"],
-                          rows)
+                           "infer img/s (measured)", "train img/s (run log)", "val acc", "best val acc", "fit (min)"]
+                          + ([f"val acc at {timed[0]:.1f} min"] if timed else []), rows)
+    shared = set(precisions.values())
     text += ("\n\nMeasured by this command: " + (
-             f"batch {batch}, {precision} (as the runs trained), channels_last, {torch.get_num_threads()} threads, "
+             f"batch {batch}, " + (f"{shared.pop()} (as the runs trained)" if len(shared) == 1 else
+                                   "each net in the precision its run trained in") +
+             f", channels_last, {torch.get_num_threads()} threads, "
              f"torch {torch.__version__}, median of {repeats} rounds of at least {MIN_SECONDS:g} s per net and "
              f"mode, the nets taking turns; "
              if speed else "nothing (--repeats 0); ") +
              "'run log' is train/images_per_sec of each run's last epoch (data pipeline included, runs one after another).")
+    if timed:
+        best = max(timed[1], key=lambda label: timed[1][label][0])
+        text += (f" 'val acc at {timed[0]:.1f} min': each run's validation accuracy at its last epoch end within the "
+                 f"fastest run's {timed[0]:.1f} minutes of fitting (validation included; the runs' own epoch times): "
+                 f"accuracy at equal time, where {best} leads. The slower runs are mid-schedule there, their "
+                 "learning rate not yet annealed: a lower bound of what a schedule of that length gives them "
+                 "(``budget=`` plans one).")
     # Training speed: measured side by side where we measured, else as the runs logged it.
     train_speed = {k: v[0] for k, v in speed.items()} or logged
     source = "measured" if speed else "run log"
@@ -98,7 +126,15 @@ def report(runs: list[Run], out: Path, repeats: int = 5, batch: int = 128, **_) 
         panels.append((f"training time (ms per image, {source})", {k: 1000 / v for k, v in train_speed.items()}))
     if speed:
         panels.append(("inference time (ms per image, measured)", {k: 1000 / v[1] for k, v in speed.items()}))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels) + bool(timed), figsize=(5 * (len(panels) + bool(timed)), 4), squeeze=False)
+    if timed:  # the validation curves on one time axis: accuracy at equal time, at every time
+        ax = axes[0][-1]
+        for i, r in enumerate(runs):
+            ax.plot(*r.timed_curve("val/acc"), "o-", ms=3, color=f"C{i % 10}", label=r.label)
+        ax.axvline(timed[0], color="k", lw=0.8, ls=":")
+        ax.set(xlabel="minutes of fitting (validation included)", ylabel="validation accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     for ax, (xlabel, xs) in zip(axes[0], panels):
         for i, r in enumerate(runs):
             a = r.last("val/acc_best")

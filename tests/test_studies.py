@@ -21,7 +21,7 @@ from convzoo.models.layers.highway import HighwayBlock
 from convzoo.models.layers.pooling import Pool2d
 from convzoo.models.registry import model_config
 from train import train
-from convzoo.studies.efficiency import runs_precision
+from convzoo.studies.efficiency import run_precision
 from convzoo.studies.highway import HighwayGateMonitor
 from convzoo.studies.registry import STUDIES, main
 from convzoo.training.runs import read_scalars
@@ -195,9 +195,11 @@ def test_gate_monitor_logs_one_scalar_per_highway_block_and_the_report_reads_the
 
 
 def fake_run(folder: Path, model: str, train_acc: list[float], val_acc: list[float], study: str | None = None,
-             extra: dict | None = None, name: str | None = None, **overrides) -> None:
+             extra: dict | None = None, name: str | None = None, epoch_seconds: float | None = None,
+             **overrides) -> None:
     """A run folder as train.py writes it (config.yaml, metrics.json, events), with given curves;
-    ``extra``: more top-level config keys; ``name``: the model spec's name, if not ``model``."""
+    ``extra``: more top-level config keys; ``name``: the model spec's name, if not ``model``;
+    ``epoch_seconds``: each epoch's logged time, if any."""
     folder.mkdir(parents=True)
     spec = OmegaConf.to_container(model_config(model, **overrides), resolve=True)
     spec["name"] = name or spec["name"]
@@ -215,6 +217,8 @@ def fake_run(folder: Path, model: str, train_acc: list[float], val_acc: list[flo
             tb.add_scalar("train/loss_epoch", 2 - 2 * t, step)
             tb.add_scalar("val/acc", v, step)
             tb.add_scalar("val/loss", 2 - 2 * v, step)
+            if epoch_seconds is not None:
+                tb.add_scalar("train/epoch_seconds", epoch_seconds, step)
 
 
 def degradation_sweep(root: Path, names: dict[str, str] | None = None) -> None:
@@ -256,8 +260,14 @@ def test_budget_names_the_precision_and_tells_fp32_and_bf16_runs_apart(tmp_path,
         cfg.trainer.precision = precision
         OmegaConf.save(cfg, run / "config.yaml")
     assert main(["degradation", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    assert ("Budget of every run: 4 epochs x 0.25 of the data, batch 128, SGD lr 0.1, cosine; the precision "
+            "differs: 32-true for resnet56; bf16-mixed for plain20, plain56, resnet20." in capsys.readouterr().out)
+    cfg = OmegaConf.load(run / "config.yaml")
+    cfg.trainer.max_epochs = 8  # a budget that differs too: a warning, each recipe whole
+    OmegaConf.save(cfg, run / "config.yaml")
+    assert main(["degradation", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
     assert ("Warning: the runs had different budgets: 4 epochs x 0.25 of the data, batch 128, SGD lr 0.1, cosine, "
-            "precision 32-true; 4 epochs x 0.25 of the data, batch 128, SGD lr 0.1, cosine, precision bf16-mixed."
+            "precision bf16-mixed; 8 epochs x 0.25 of the data, batch 128, SGD lr 0.1, cosine, precision 32-true."
             in capsys.readouterr().out)
 
 
@@ -304,18 +314,30 @@ def test_efficiency_finds_its_reference_and_the_shuffle_pair_in_the_configs(tmp_
     assert "the exact ablation: g_s has g's weights and MACs plus a weightless permutation" in out
 
 
-def test_efficiency_speed_is_measured_in_the_precision_the_runs_trained_in(tmp_path):
+def test_efficiency_speed_is_measured_in_the_precision_each_run_trained_in(tmp_path):
     from convzoo.training.timing import measure_training_and_inference
 
     run = lambda precision: SimpleNamespace(cfg={"trainer": {"precision": precision}})  # noqa: E731
-    assert runs_precision([run("bf16-mixed"), run("bf16")]) == "bf16-mixed"
-    assert runs_precision([run("32-true"), run(32)]) == "32-true"
-    assert runs_precision([run("bf16-mixed"), run("32-true")]) == "32-true"  # they disagree: fp32
-    nets = {"a": create_model("eff_separable", width_mult=0.25)}
-    for precision in ("32-true", "bf16-mixed"):
-        (train_ips, infer_ips), = measure_training_and_inference(nets, batch=4, repeats=1, warmup=0, min_seconds=0,
-                                                                 precision=precision).values()
-        assert train_ips > 0 and infer_ips > 0
+    assert [run_precision(run(p)) for p in ("bf16", "bf16-mixed", 32, "32-true", "int4")] == \
+        ["bf16-mixed", "bf16-mixed", "32-true", "32-true", "32-true"]  # unknown: fp32
+    nets = {"a": create_model("eff_separable", width_mult=0.25), "b": create_model("eff_shuffle", width_mult=0.25)}
+    for precision in ("32-true", "bf16-mixed", {"a": "bf16-mixed", "b": "32-true"}):
+        rates = measure_training_and_inference(nets, batch=4, repeats=1, warmup=0, min_seconds=0, precision=precision)
+        assert all(train_ips > 0 and infer_ips > 0 for train_ips, infer_ips in rates.values())
+
+
+def test_efficiency_reads_accuracy_at_equal_time_from_the_runs_epoch_times(tmp_path, capsys):
+    # standard: 3 epochs of 2 min; separable: 3 of 1 min, so 3 minutes is the equal time
+    for i, (form, acc, seconds) in enumerate([("standard", [.5, .6, .7], 120), ("separable", [.55, .6, .65], 60)]):
+        fake_run(tmp_path / "s" / f"{i}_eff_{form}", f"eff_{form}", acc, acc, study="efficiency",
+                 epoch_seconds=seconds)
+    assert main(["efficiency", str(tmp_path / "s"), "--out", str(tmp_path / "out"), "--repeats", "0"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in out.splitlines() if line.startswith("| ")}
+    assert rows["| net"][-1].rstrip(" |") == "val acc at 3.0 min"
+    assert rows["| eff_standard"][-1].rstrip(" |") == "50.00% (epoch 1)"  # its second epoch ends at 4 minutes
+    assert rows["| eff_separable"][-1].rstrip(" |") == "65.00% (epoch 3)"
+    assert "accuracy at equal time, where eff_separable leads" in out
 
 
 def test_dilation_complexity_table_needs_no_runs(tmp_path, capsys):

@@ -13,6 +13,7 @@ fresh clone, where the logs are gone.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -135,6 +136,15 @@ class Run:
         batch = (self.cfg.get("data") or {}).get("batch_size") or 1
         points = self.scalars.get(tag, [])
         return [s * batch / 1000 for s, _ in points], [v for _, v in points]
+
+    def timed_curve(self, tag: str) -> tuple[list[float], list[float]]:
+        """(minutes of fitting at each epoch's end, values) of a per-epoch tag: the epochs'
+        ``train/epoch_seconds`` (their validation included) summed, so runs of different speeds
+        share one time axis."""
+        seconds = list(itertools.accumulate(v for _, v in self.scalars.get("train/epoch_seconds", [])))
+        values = [v for _, v in self.scalars.get(tag, [])]
+        n = min(len(seconds), len(values))
+        return [t / 60 for t in seconds[:n]], values[:n]
 
     def last(self, tag: str) -> float | None:
         """The tag's last logged value; metrics.json's where the events lack it."""

@@ -186,16 +186,19 @@ def infer_case(net: nn.Module, batch_size: int, precision: str, device, *, chann
 
 
 def measure_training_and_inference(nets: dict[str, nn.Module], batch: int = 128, repeats: int = 5,
-                                   warmup: int = 2, min_seconds: float = 0.5, precision: str = "32-true",
+                                   warmup: int = 2, min_seconds: float = 0.5,
+                                   precision: str | dict[str, str] = "32-true",
                                    device: torch.device | None = None) -> dict[str, tuple[float, float]]:
     """(training, inference) images per second of each net, side by side: every net's training
     and inference cases take turns in each of ``repeats`` rounds, each lasting at least
-    ``min_seconds``, so load on the machine slows all of them alike; medians over the rounds."""
+    ``min_seconds``, so load on the machine slows all of them alike; medians over the rounds.
+    ``precision``: one for every net, or each net's (name -> precision)."""
     device = device or torch.device("cpu")
     cases = {}
     for name, net in nets.items():
-        cases[name, "train"] = train_case(net, batch, precision, device)
-        cases[name, "infer"] = infer_case(net, batch, precision, device)
+        own = precision if isinstance(precision, str) else precision[name]
+        cases[name, "train"] = train_case(net, batch, own, device)
+        cases[name, "infer"] = infer_case(net, batch, own, device)
     rates = interleave(cases, repeats, min_seconds, device, warmup)
     return {name: (median(rates[name, "train"]), median(rates[name, "infer"])) for name in nets}
 
