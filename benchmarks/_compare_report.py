@@ -18,7 +18,6 @@ from convzoo.training.tables import format_number, markdown_table
 from convzoo.training.timing import spread
 
 
-
 def markers(board: str) -> tuple[str, str]:
     """README's lines around one machine's leaderboard (``board``: the name of its records' folder)."""
     return f"<!-- leaderboard {board} -->", f"<!-- /leaderboard {board} -->"
