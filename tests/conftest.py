@@ -1,5 +1,6 @@
 """What the tests share, as fixtures: composing train.yaml the way train.py does, the tiny
-synthetic run, running train.py or evaluate.py as a user does, and the tags a run logged.
+synthetic run, running train.py or evaluate.py as a user does, the tags a run logged, and the rows
+of a printed markdown table.
 
     def test_x(compose_train, tiny, tmp_path):
         train(compose_train(*tiny, "trainer.max_epochs=1", tmp_path=tmp_path))
@@ -59,6 +60,19 @@ def _event_tags(run_dir: Path) -> set[str]:
     return {*found["scalars"], *found["images"], *found["tensors"]}
 
 
+def _table_rows(text: str, first_cell: str | None = None) -> list[list[str]]:
+    """The body rows (header and rule left out) of the markdown tables in ``text``, as stripped cells;
+    with ``first_cell``, only the rows whose first cell is that."""
+    lines = text.splitlines()
+    rows = []
+    for line, after in zip(lines, [*lines[1:], ""]):
+        if line.startswith("| ") and not after.startswith("|-"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if first_cell is None or cells[0] == first_cell:
+                rows.append(cells)
+    return rows
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _calibration_cache(tmp_path_factory) -> None:
     """Runs under test keep their calibration cache (training/calibrate.py) out of the user's home."""
@@ -103,3 +117,9 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
 def event_tags() -> Callable[[Path], set[str]]:
     """``event_tags(run_dir)``: the set of TensorBoard tags (of every kind) a run logged."""
     return _event_tags
+
+
+@pytest.fixture(scope="session")
+def table_rows() -> Callable[..., list[list[str]]]:
+    """``table_rows(text, first_cell=None)``: the body rows of the markdown tables a report printed."""
+    return _table_rows

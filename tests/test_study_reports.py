@@ -241,12 +241,8 @@ def test_a_longer_study_section_regenerates_from_its_committed_records(section, 
     assert capsys.readouterr().out.strip().replace(str(tmp_path), out) == text.strip()
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()
-            if line.startswith("| ") and not line.startswith("| net ")]
-
-
-def test_the_longer_efficiency_section_regenerates_all_but_its_measured_speeds(tmp_path, capsys, monkeypatch):
+def test_the_longer_efficiency_section_regenerates_all_but_its_measured_speeds(tmp_path, capsys, monkeypatch,
+                                                                               table_rows):
     """efficiency.md measures each net's speed anew (a machine's figure), but everything the runs
     recorded (costs, accuracies, fit time, accuracy at equal time, the budget) comes back from the
     committed records alone: ``--repeats 0`` measures nothing."""

@@ -26,11 +26,6 @@ def bench(*args: str) -> str:
     return out.getvalue()
 
 
-def table_rows(text: str, first_cell: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
-            if line.startswith(f"| {first_cell} ")]
-
-
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     """(results folder, log folder, arguments) of one benchmark run: one budget, one seed."""
@@ -76,7 +71,7 @@ def test_a_recorded_run_is_kept_and_a_different_one_refused(grid):
         bench("--budgets", "ten", "--report", str(results))
 
 
-def test_report_rebuilds_the_tables_from_the_records_alone(grid, tmp_path):
+def test_report_rebuilds_the_tables_from_the_records_alone(grid, tmp_path, table_rows):
     results, logs, _ = grid
     shutil.rmtree(logs)  # no run folders, no events: the records are enough
     md, png = tmp_path / "tta.md", tmp_path / "tta.png"
@@ -89,7 +84,7 @@ def test_report_rebuilds_the_tables_from_the_records_alone(grid, tmp_path):
     assert table_rows(text, BUDGET)[1][1] == "0"  # the per-run row of seed 0
 
 
-def test_time_budgets_report_wall_time_against_the_budget(grid, tmp_path):
+def test_time_budgets_report_wall_time_against_the_budget(grid, tmp_path, table_rows):
     real = json.loads((grid[0] / f"fast_{BUDGET}_seed0.json").read_text())
     for budget, seed, wall, opt, translate in (("20s", 0, 19.8, "Muon", 1), ("20s", 1, 19.5, "Muon", 1),
                                                ("10s", 0, 11.0, "Muon", 1), ("20s", 2, 19.0, "SGD", 1),
