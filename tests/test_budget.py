@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -318,3 +320,17 @@ def test_the_sanity_check_estimates_a_validation_pass_without_its_set_up(clock):
         planner.on_validation_batch_end(Trainer(), None, None, None, 0)
     planner.on_sanity_check_end(Trainer(), None)
     assert planner._eval_pass == pytest.approx(10 * 1.0)  # ten batches at the second batch's pace, not 50 s
+
+
+def test_a_plan_made_before_any_step_is_timed_promises_no_end_time(clock, caplog):
+    planner = budget_planner.BudgetPlanner(Budget("time", 600.0, "10min"), 880, started=clock.now, images_per_step=512)
+    trainer = SimpleNamespace(global_step=0, is_global_zero=True,
+                              fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(max_steps=-1)))
+    with caplog.at_level(logging.INFO, logger=budget_planner.__name__):
+        planner._apply(trainer, None, 880, "first estimate")
+    assert "880 steps planned (first estimate)" in caplog.text
+    assert "expected end" not in caplog.text and "once 8 steps are timed" in caplog.text
+    planner.step_seconds = 0.5
+    with caplog.at_level(logging.INFO, logger=budget_planner.__name__):
+        planner._apply(trainer, None, 880, "measured")
+    assert "expected end of training" in caplog.text

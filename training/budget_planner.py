@@ -254,12 +254,15 @@ class BudgetPlanner(L.Callback):
         rebuild = getattr(pl_module, "rebuild_schedules", None)
         if callable(rebuild):
             rebuild(self.total, trainer.global_step)
-        left = Progress(0.0, trainer.global_step, self.step_seconds or 0.0, 1, 0.0, 0.0, later_from=self.later_from,
-                        later_ratio=self.later_ratio).steps_seconds(self.total - trainer.global_step)
-        end = datetime.now() + timedelta(seconds=left)
+        if self.step_seconds:
+            left = Progress(0.0, trainer.global_step, self.step_seconds, 1, 0.0, 0.0, later_from=self.later_from,
+                            later_ratio=self.later_ratio).steps_seconds(self.total - trainer.global_step)
+            end = f"expected end of training {(datetime.now() + timedelta(seconds=left)).strftime('%H:%M:%S')}"
+        else:  # nothing timed yet (no calibration): no end time to promise
+            end = f"the end time follows once {self.probe_steps} steps are timed"
         if trainer.is_global_zero:
-            log.info("budget %s: %d steps planned (%s), %.0f s used, expected end of training %s",
-                     self.budget.describe(), self.total, why, self.seconds_used(), end.strftime("%H:%M:%S"))
+            log.info("budget %s: %d steps planned (%s), %.0f s used, %s",
+                     self.budget.describe(), self.total, why, self.seconds_used(), end)
 
 
 def make_planner(budget: Budget, *, macs_per_image: float, batch_size: int, accumulate: int, world_size: int,
