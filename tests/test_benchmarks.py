@@ -158,3 +158,31 @@ def test_fused_inference_table(capsys):
     assert row["folded pairs"] == 19 and row["img/s fused"] > 0 and row["latency ratio"] > 0
     out = capsys.readouterr().out
     assert "| model" in out and "throughput ratio" in out and "resnet20" in out
+
+
+def test_widths_table_has_the_variants_sizes_and_per_stage_macs(tmp_path):
+    from benchmarks.widths import main as widths_main
+
+    rows = widths_main(["--quick", "--out", str(tmp_path / "widths.md")])  # --quick: 8,16,16 and 8,16,32
+    assert [r["widths"] for r in rows] == ["8,16,16", "8,16,32"]
+    for row, widths in zip(rows, ([8, 16, 16], [8, 16, 32])):
+        report = complexity(create_model("fastnet", family={"widths": widths}))
+        assert row["params"] == report.total_params and row["MACs (M)"] == report.total_macs / 1e6
+        per_stage = [float(m) for m in row["MACs per stage (M)"].split(" / ")]
+        assert len(per_stage) == 3 and all(m > 0 for m in per_stage) and sum(per_stage) <= row["MACs (M)"] + 0.1
+        assert row["train img/s"] > 0 and row["train GMAC/s"] > 0
+    assert rows[0]["x 8,16,16"] == 1.0 and rows[0]["MACs per stage (M)"] != rows[1]["MACs per stage (M)"]
+    assert "fastnet at other widths" in (tmp_path / "widths.md").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "mobilenet_v1"], "--model mobilenet_v1: its config has no family.widths"),
+    (["--widths", "32,a,256"], "--widths: '32,a,256' is not comma-separated integers"),
+    (["--widths", "32,0,256"], "--widths: '32,0,256' has a width below 1"),
+])
+def test_widths_bad_arguments_exit_with_a_message(argv, message, capsys):
+    from benchmarks.widths import main as widths_main
+
+    with pytest.raises(SystemExit):
+        widths_main(argv)
+    assert message in capsys.readouterr().err
