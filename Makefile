@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job: the fast recipe (experiment=fast: fastnet, airbench's recipe) on a 10-minute budget:
+# The main job: the fast recipe (experiment=fast: fastnet_cpu, airbench's recipe) on a 10-minute budget:
 # the whole command ends within 10 minutes on any machine. CIFAR-10 is downloaded on first use;
 # where the shared JPEG copy of CIFAR-10 is present (no internet needed), it is used instead.
 # More Hydra overrides go in ARGS: make train ARGS="budget=20min", ARGS="model=resnet20";
