@@ -13,7 +13,7 @@ Runs go one after another (never in parallel: they are timings). Each leaves a s
 under ``--log-dir`` (not committed). A record that exists for the same experiment, budget, seed and
 overrides is kept, not re-run (``--force`` re-runs it), so a grid can be filled over several sittings.
 ``--report [DIR]`` rebuilds the tables from the records alone: per budget, the runs' validation
-accuracy (mean ± std, best), wall time against the budget (whether every run ended within ±3% of it:
+accuracy (mean ± std, best) per recipe and model, wall time against the budget (whether every run ended within ±3% of it:
 neither over nor leaving time unused), images seen, machine and precision; then one row per run.
 The shared CIFAR-10 JPEG data is used when present and no ``data=`` override is given.
 """
@@ -82,8 +82,14 @@ def budget_order(record: dict) -> tuple:
 
 def group_key(record: dict) -> tuple:
     m = record["machine"]
-    return (machine_slug(m["cpu"], m["native_bf16"]), record["experiment"], optimizer(record), tta(record),
-            record["budget"], tuple(record["overrides"]))
+    return (machine_slug(m["cpu"], m["native_bf16"]), record["experiment"], model(record), optimizer(record),
+            tta(record), record["budget"], tuple(record["overrides"]))
+
+
+def model(record: dict) -> str:
+    """The model the run trained, as composed: a recipe's default model can change while its
+    experiment name and overrides stay the same."""
+    return str(record["recipe"].get("model", "-"))
 
 
 def optimizer(record: dict) -> str:
@@ -118,23 +124,23 @@ def budget_table(records: list[dict]) -> str:
     for r in records:
         groups.setdefault(group_key(r), []).append(r)
     rows = []
-    for (slug, experiment, opt, views, budget, overrides), runs in groups.items():
+    for (slug, experiment, net, opt, views, budget, overrides), runs in groups.items():
         accs = [r["metrics"].get("val/acc") for r in runs if r["metrics"].get("val/acc") is not None]
         walls = [r["wall_seconds"] for r in runs]
         ratios = [ratio(r) for r in runs if ratio(r) is not None]
         precisions = sorted({str(r["metrics"].get("precision", r["recipe"].get("precision"))) for r in runs})
         images = [r["metrics"].get("train_images_seen", 0) for r in runs]
-        rows.append([budget, experiment, opt, views, len(runs),
+        rows.append([budget, experiment, net, opt, views, len(runs),
                      f"{statistics.fmean(accs):.4f} ± {spread(accs):.4f}" if accs else "-",
                      acc(max(accs)) if accs else "-", f"{statistics.fmean(walls):.0f}", f"{max(walls):.0f}",
                      f"{max(ratios):.3f}" if ratios else None,
                      ("yes" if all(abs(q - 1) <= ON_BUDGET for q in ratios) else "no") if ratios else None,
                      format_number(round(statistics.fmean(images))), slug, ", ".join(precisions),
                      " ".join(o for o in overrides if not o.startswith(("data=", "data.root="))) or "-"])
-    header = ["budget", "experiment", "optimizer", "final TTA", "runs", "val acc (mean ± std)", "best run's val acc", "wall mean (s)",
+    header = ["budget", "experiment", "model", "optimizer", "final TTA", "runs", "val acc (mean ± std)", "best run's val acc", "wall mean (s)",
               "wall max (s)", "max wall / budget", f"all within ±{ON_BUDGET:.0%}", "images seen (mean)", "machine",
               "precision", "overrides"]
-    return markdown_table(header, rows, "llllrrrrrrlrlll")
+    return markdown_table(header, rows, "lllllrrrrrrlrlll")
 
 
 def run_table(records: list[dict]) -> str:

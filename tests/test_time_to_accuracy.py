@@ -79,8 +79,8 @@ def test_report_rebuilds_the_tables_from_the_records_alone(grid, tmp_path, table
     assert md.read_text() in text and png.stat().st_size > 1000
     assert f"--budgets {BUDGET} --seeds 0" in text and "native bf16" in text
     (row,) = table_rows(text, BUDGET)[:1]
-    assert row[1:5] == ["fast", "Muon", "flip+translate1", "1"] and " ± " in row[5]  # fastnet's tuning: Muon
-    assert row[9:11] == ["-", "-"]  # a FLOP budget is no deadline
+    assert row[1:6] == ["fast", "fastnet_cpu", "Muon", "flip+translate1", "1"] and " ± " in row[6]  # fastnet's tuning
+    assert row[10:12] == ["-", "-"]  # a FLOP budget is no deadline
     assert table_rows(text, BUDGET)[1][1] == "0"  # the per-run row of seed 0
 
 
@@ -94,15 +94,20 @@ def test_time_budgets_report_wall_time_against_the_budget(grid, tmp_path, table_
                       seed=seed, wall_seconds=wall)
         record["metrics"].update(optimizer=opt, final_tta_translate=translate)
         (tmp_path / f"fast_{budget}_seed{seed}.json").write_text(json.dumps(record))
+    record = copy.deepcopy(real)  # the recipe's default model before it changed
+    record.update(budget="20s", budget_kind="time", budget_seconds=20.0, budget_flops=None, seed=4, wall_seconds=19.7)
+    record["recipe"]["model"] = "fastnet"
+    (tmp_path / "fast_20s_seed4.json").write_text(json.dumps(record))
     text = bench("--report", str(tmp_path))
-    twenty = next(r for r in table_rows(text, "20s") if r[2:4] == ["Muon", "flip+translate1"])
+    twenty = next(r for r in table_rows(text, "20s") if r[2:5] == ["fastnet_cpu", "Muon", "flip+translate1"])
     ten = table_rows(text, "10s")[0]
-    assert (twenty[4], twenty[9], twenty[10]) == ("2", "0.990", "yes")
-    assert (ten[4], ten[9], ten[10]) == ("1", "1.100", "no")
-    # the same experiment and overrides with another optimizer or final evaluation (a recipe that
-    # changed) is a row of its own
-    assert [(r[2], r[3], r[4]) for r in table_rows(text, "20s") if len(r) > 10 and r[2] in ("Muon", "SGD")] == [
-        ("Muon", "flip", "1"), ("Muon", "flip+translate1", "2"), ("SGD", "flip+translate1", "1")]
+    assert (twenty[5], twenty[10], twenty[11]) == ("2", "0.990", "yes")
+    assert (ten[5], ten[10], ten[11]) == ("1", "1.100", "no")
+    # the same experiment and overrides with another model, optimizer or final evaluation (a recipe
+    # that changed) is a row of its own
+    assert [tuple(r[2:6]) for r in table_rows(text, "20s") if len(r) > 11 and r[3] in ("Muon", "SGD")] == [
+        ("fastnet_cpu", "Muon", "flip", "1"), ("fastnet_cpu", "Muon", "flip+translate1", "2"),
+        ("fastnet", "Muon", "flip+translate1", "1"), ("fastnet_cpu", "SGD", "flip+translate1", "1")]
     assert text.index("| 10s ") < text.index("| 20s ")  # budgets in order of size
 
 
