@@ -12,9 +12,9 @@ Runs go one after another (never in parallel: they are timings). Each leaves a s
 ``--results`` (default ``docs/results/time_to_accuracy/<machine>/``, committed) and its run folder
 under ``--log-dir`` (not committed). A record that exists for the same experiment, budget, seed and
 overrides is kept, not re-run (``--force`` re-runs it), so a grid can be filled over several sittings.
-``--report [DIR]`` rebuilds the tables from the records alone: per budget, the runs' validation
-accuracy (mean ± std, best) per recipe and model, wall time against the budget (whether every run ended within ±3% of it:
-neither over nor leaving time unused), images seen, machine and precision; then one row per run.
+``--report [DIR]`` rebuilds the tables from the records alone: per budget, recipe and model, the runs'
+validation accuracy (mean ± std, best), wall time against the budget (whether every run ended within
+±3% of it: neither over nor leaving time unused), images seen, machine and precision; then one row per run.
 The shared CIFAR-10 JPEG data is used when present and no ``data=`` override is given.
 """
 from __future__ import annotations
