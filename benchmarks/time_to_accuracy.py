@@ -150,7 +150,7 @@ def run_table(records: list[dict]) -> str:
         rows.append([r["budget"], r["seed"], acc(m.get("val/acc")), acc(m.get("val/acc_best")),
                      f"{r['wall_seconds']:.0f}", None if q is None else f"{q:.3f}", len(r["val_curve"]),
                      format_number(m.get("train_images_seen")), f"{m.get('train_flops', 0):.3g}",
-                     r["recipe"].get("model"), optimizer(r), tta(r), m.get("precision"), m.get("channels_last"),
+                     model(r), optimizer(r), tta(r), m.get("precision"), m.get("channels_last"),
                      m.get("compile")])
     header = ["budget", "seed", "val acc", "best val acc", "wall (s)", "wall / budget", "validations", "images seen",
               "train FLOPs", "model", "optimizer", "final TTA", "precision", "channels_last", "compile"]

@@ -21,8 +21,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
@@ -49,11 +47,10 @@ def widths_list(p: argparse.ArgumentParser, text: str) -> list[int]:
     return widths
 
 
-def stage_macs(net: torch.nn.Module, stages: int) -> list[int]:
-    """MACs per stage (``stages.<i>.*`` layers) of one image, from the complexity report."""
-    rows = complexity(net).rows
-    return [sum(r.macs for r in rows if r.name == f"stages.{i}" or r.name.startswith(f"stages.{i}.")) for i in
-            range(stages)]
+def stage_macs(report, stages: int) -> list[int]:
+    """MACs per stage (``stages.<i>.*`` layers) of one image, from a net's complexity report."""
+    return [sum(r.macs for r in report.rows if r.name == f"stages.{i}" or r.name.startswith(f"stages.{i}."))
+            for i in range(stages)]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -75,7 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         key = ",".join(map(str, widths))
         net = create_model(opts.model, family={"widths": widths})
         report = complexity(net)
-        sizes[key] = (report.total_params, report.total_macs, stage_macs(net, len(widths)))
+        sizes[key] = (report.total_params, report.total_macs, stage_macs(report, len(widths)))
         cases[key] = train_case(net.to(opts.device), opts.batch_size, precision, opts.device)
     rates = interleave(cases, opts.repeats, opts.min_seconds, opts.device)
     base = median(rates[next(iter(rates))])
