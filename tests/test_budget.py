@@ -1,6 +1,7 @@
 """budget=: parsing, the step arithmetic, the planner against a fake clock, resume, and the errors."""
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from types import SimpleNamespace
@@ -11,7 +12,8 @@ import torch
 
 from convzoo.training import budget as budget_mod
 from convzoo.training import budget_planner
-from convzoo.training.budget import Budget, Progress, parse_budget, steps_for_flops, total_steps_within, validations
+from convzoo.training.budget import (Budget, Progress, epoch_ends, parse_budget, steps_for_flops, total_steps_within,
+                                     validations)
 from convzoo.training.runs import read_scalars
 from convzoo.training.train import train
 
@@ -62,6 +64,32 @@ def test_validations_count_epoch_ends_and_a_last_partial_epoch():
     assert validations(0, 100, 88, skip_within=12) == 1 and validations(0, 100, 88, skip_within=11) == 2
     assert validations(88, 100, 88, skip_within=12) == 1 and validations(89, 100, 88, skip_within=12) == 1
     assert validations(0, 88, 88, skip_within=12) == 1 and validations(0, 10, 88, skip_within=12) == 1
+
+
+def test_epoch_ends_count_what_check_val_every_n_epoch_validates():
+    # epochs of 10 steps, validated every 3rd (epochs 3, 6, ...): from step 0 to 65, epoch ends 10..60
+    assert epoch_ends(0, 65, 10, val_every=3) == (3, 4)        # 30, 60 and the last step; 10, 20, 40, 50 pass
+    assert epoch_ends(0, 60, 10, val_every=3) == (2, 4)        # 30, and 60, the last step
+    assert epoch_ends(0, 50, 10, val_every=3) == (2, 3)        # 30, and 50: the last step is always validated
+    assert epoch_ends(31, 65, 10, val_every=3) == (2, 2)       # 60 and 65; 40, 50 pass
+    assert epoch_ends(0, 62, 10, skip_within=2, val_every=3) == (2, 5)  # 60's validation skipped: 62 follows
+
+    def reference(step, total, per_epoch, skip_within, val_every):  # epoch by epoch, as the planner runs
+        validated = passed = 0
+        for k in range(1, total // per_epoch + 1):
+            end = k * per_epoch
+            if step <= end < total:
+                if k % val_every == 0 and not total - end <= skip_within:
+                    validated += 1
+                else:
+                    passed += 1
+        return validated + 1, passed
+
+    for per_epoch, val_every, skip_within in itertools.product((1, 3, 10), (1, 2, 3), (0, 2, 12)):
+        for step in range(0, 35):
+            for total in range(max(step, 1), 40):
+                assert epoch_ends(step, total, per_epoch, skip_within, val_every) == reference(
+                    step, total, per_epoch, skip_within, val_every), (step, total, per_epoch, skip_within, val_every)
 
 
 def test_a_plan_may_end_just_past_an_epoch_end_without_paying_two_validations():
@@ -156,6 +184,21 @@ def test_time_budget_plans_from_measured_speed_and_ends_the_schedule_at_its_last
     assert planned[-1][1] == steps
 
 
+def test_validating_every_second_epoch_buys_steps_and_still_validates_the_last(tmp_path, compose_train, tiny, clock):
+    # As above with trainer.check_val_every_n_epoch=2: the ends of epochs 1 and 3 (steps 4, 12) are not
+    # validated, and the plan counts on that: 19 steps, whose 4th epoch end (16) falls 3 steps before
+    # the last and is skipped; the 6 s saved buy 2 more steps: 21 (18 validating every epoch), the last
+    # validated although epoch 6 is not one Lightning validates.
+    cfg = compose_train(*tiny, "budget=60s", "test=false", "trainer.check_val_every_n_epoch=2",
+                        "+callbacks.tick._target_=test_budget.Tick", tmp_path=tmp_path)
+    Tick.passes.clear()
+    metrics = train(cfg)
+    steps = metrics["train_images_seen"] // 32
+    assert Tick.passes == [8, steps] and steps == 21
+    elapsed = steps * 2.0 + len(Tick.passes) * 6.0 + 5.0
+    assert elapsed <= 60 * 0.99 < elapsed + 2.0 + 6.0
+
+
 class TickFinal(Tick):
     """Tick, with a last validation of 3x the passes (final_tta_translate=1 adds translated views to flip's)."""
 
@@ -203,6 +246,15 @@ def test_flop_budget_gives_the_same_steps_anywhere_and_validates_the_last_step(t
     assert metrics["train_images_seen"] == steps * 32 and metrics["train_flops"] == pytest.approx(flops)
     val = read_scalars(tmp_path, ["val/acc"])["val/acc"]
     assert [s + 1 for s, _, _ in val] == [4, 8, 10]  # (logged at step - 1) max_epochs=1 ignored; step 10 validated
+
+
+@pytest.mark.parametrize("steps, validated", [(10, [8, 10]), (12, [8, 12])])
+def test_a_flop_budget_validates_its_last_step_in_an_epoch_check_val_every_n_epoch_skips(
+        tmp_path, compose_train, tiny, steps, validated):
+    cfg = compose_train(*tiny, f"budget={6 * RESNET20_MACS * 32 * steps}flop", "test=false",
+                        "trainer.check_val_every_n_epoch=2", tmp_path=tmp_path)
+    train(cfg)
+    assert [s + 1 for s, _, _ in read_scalars(tmp_path, ["val/acc"])["val/acc"]] == validated
 
 
 class StopAtStep(L.Callback):

@@ -92,6 +92,8 @@ class Progress:
     epoch_overhead: float   # per epoch beyond its steps: validation, checkpoints, epoch hooks
     end_seconds: float      # after the last step's validation: final figures, test, report
     skip_within: int = 0    # an epoch end's validation is skipped when the run ends at most this many steps later
+    val_every: int = 1      # trainer.check_val_every_n_epoch: epochs validated at their end (the last step always is)
+    boundary_overhead: float = 0.0  # an epoch end that is not validated (epoch hooks, reshuffling)
     # Two-phase runs (progressive crops, training/progressive.py): from step round(later_from * total)
     # on, a step costs later_ratio x step_seconds (step_seconds being this phase's measured speed).
     later_from: float = 0.0
@@ -108,16 +110,29 @@ class Progress:
         return (now + (more - now) * self.later_ratio) * self.step_seconds
 
 
-def validations(step: int, total: int, steps_per_epoch: int, skip_within: int = 0) -> int:
-    """Validation passes still to come, seen from the end of step ``step`` (an epoch's last step is
-    validated after it), to the run's end at ``total``: one per epoch end, and one at the last step
-    when it falls inside an epoch; but none at the last epoch end when the run ends at most
+def epoch_ends(step: int, total: int, steps_per_epoch: int, skip_within: int = 0,
+               val_every: int = 1) -> tuple[int, int]:
+    """Validation passes, and epoch ends passed without one, still to come, seen from the end of step
+    ``step`` (an epoch's last step is validated after it) to the run's end at ``total``. Epoch ``k``
+    (from 1) is validated at its end when ``k`` is a multiple of ``val_every``; the last step always is
+    (inside an epoch or at its end); but no epoch end is validated when the run ends at most
     ``skip_within`` steps after it, since the last step's validation follows as soon."""
-    count = max(0, math.ceil(total / steps_per_epoch) - max(0, step - 1) // steps_per_epoch)
-    past_boundary = total % steps_per_epoch
-    if 0 < past_boundary <= skip_within and step <= total - past_boundary and total > steps_per_epoch:
-        count -= 1  # that epoch end is still to come, and skipped
-    return count
+    first = max(0, step - 1) // steps_per_epoch + 1  # the first epoch whose end is still to come
+    last = (total - 1) // steps_per_epoch if total > 0 else 0  # the last epoch ending before the last step
+    if last < first:
+        return (1, 0) if total >= step else (0, 0)
+
+    def multiples(a: int, b: int) -> int:  # epochs a..b validated by check_val_every_n_epoch
+        return max(0, b // val_every - (a - 1) // val_every) if b >= a else 0
+
+    skipped_from = max(first, -((skip_within - total) // steps_per_epoch))  # ends within skip_within of the last step
+    validated = multiples(first, last) - multiples(skipped_from, last)
+    return validated + 1, (last - first + 1) - validated
+
+
+def validations(step: int, total: int, steps_per_epoch: int, skip_within: int = 0, val_every: int = 1) -> int:
+    """Validation passes still to come (``epoch_ends``'s first count)."""
+    return epoch_ends(step, total, steps_per_epoch, skip_within, val_every)[0]
 
 
 def total_steps_within(seconds: float, p: Progress, safety: float = 0.01) -> int:
@@ -127,7 +142,8 @@ def total_steps_within(seconds: float, p: Progress, safety: float = 0.01) -> int
     step_s = max(p.step_seconds, 1e-9) * min(1.0, p.later_ratio)  # the cheapest step
 
     def cost(more: int) -> float:
-        return p.steps_seconds(more) + validations(p.step, p.step + more, p.steps_per_epoch, p.skip_within) * p.epoch_overhead
+        validated, passed = epoch_ends(p.step, p.step + more, p.steps_per_epoch, p.skip_within, p.val_every)
+        return p.steps_seconds(more) + validated * p.epoch_overhead + passed * p.boundary_overhead
 
     lo, hi = 0, max(0, int(left / step_s)) + 1  # cost(lo) <= left (or lo = 0); cost(hi) > left
     if cost(0) > left:

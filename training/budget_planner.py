@@ -13,6 +13,9 @@ A time budget skips an epoch end's validation when the run ends less than one va
 training after it: the last step's validation comes as soon, and the time buys steps. Without the
 skip, a plan that would end just past an epoch end had to pay two validations, so it stopped before
 the epoch end instead, short of the budget by up to a validation's time (docs: README, the leaderboard).
+With ``trainer.check_val_every_n_epoch=n`` the plan counts a validation at every n-th epoch end only
+(the others cost what an epoch boundary costs, measured apart), and the last step is validated
+whatever its epoch: the run's final model is what it is for.
 
 The plan (budget, total, seconds used) is saved in checkpoints: a resumed run keeps its total and
 schedule, and a time budget charges the seconds used before the interruption. In DDP every rank
@@ -62,12 +65,13 @@ class BudgetPlanner(L.Callback):
         self._train_steps, self._seen_steps = 0, 0
         self._last_end: float | None = None
         self._crossed = False            # an interval that holds a validation or an epoch boundary
-        self._overhead: float | None = None
+        self._validated = False          # ... and it holds a validation
+        self._overhead: float | None = None  # an epoch end with its validation, beyond a step
+        self._boundary: float | None = None  # an epoch end without one (check_val_every_n_epoch > 1)
         self._eval_pass: float | None = None
         self._val_cost = 1.0              # this validation's passes over a validation's
         self._eval_source = "estimated from the step time"
         self._sanity_start, self._sanity_ends = 0.0, []
-        self._skipped = False            # this epoch end's validation was skipped: its interval holds none
         self.macs_per_image = macs_per_image  # a FLOP budget's step cost, re-priced by set_phases
         self.later_from, self.later_ratio = 0.0, 1.0  # two phases: Progress.later_from / later_ratio
         self._calibrated_step = step_seconds  # a whole step's time as calibration measured it, if it did
@@ -130,6 +134,7 @@ class BudgetPlanner(L.Callback):
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._crossed = True
+        self._validated = self._validated or not trainer.sanity_checking
         self._val_start = time.perf_counter()
         self._val_cost = self.final_eval_cost if is_last_validation(trainer) else 1.0
 
@@ -171,10 +176,12 @@ class BudgetPlanner(L.Callback):
                 self._train_steps += 1
                 # the recent steps predict the next ones best: the speed of a shared machine changes
                 self.step_seconds = sum(self._recent) / len(self._recent)
-            elif self._train_steps and not self._skipped:  # the epoch's time outside its steps
+            elif self._train_steps and self._validated:  # the epoch's time outside its steps
                 self._overhead = max(0.0, interval - self.step_seconds)
+            elif self._train_steps:  # an epoch end passed without validating
+                self._boundary = max(0.0, interval - self.step_seconds)
         crossed, self._crossed, self._last_end = self._crossed, False, now
-        self._skipped = False
+        self._validated = False
         step = trainer.global_step
         if self.budget.kind == "time" and self._train_steps and (
                 self._train_steps == self.probe_steps or crossed or step % self.replan_interval() == 0
@@ -184,9 +191,12 @@ class BudgetPlanner(L.Callback):
         pl_module.log("budget/seconds_used", self.seconds_used(), on_step=True, on_epoch=False)
         if step >= self.total:
             trainer.should_stop = True  # Lightning validates a step inside an epoch only when told to stop
+            if not self._validates(trainer, trainer.current_epoch):
+                # ... and only in an epoch that check_val_every_n_epoch validates: the last step's model
+                # is what the run is for, so its validation (and checkpoint) must come whatever the epoch
+                trainer.check_val_every_n_epoch = 1
         elif self.budget.kind == "time" and self._skip_epoch_end(trainer, step):
             trainer.fit_loop.epoch_loop._skip_next_val = True  # Lightning's own flag (resuming on an epoch end)
-            self._skipped = True
             if trainer.is_global_zero:
                 log.info("budget %s: no validation at the end of epoch %d, the run ends %d steps later and its "
                          "last step is validated", self.budget.describe(), trainer.current_epoch, self.total - step)
@@ -211,7 +221,18 @@ class BudgetPlanner(L.Callback):
         """Whether this step ends an epoch whose validation the plan has made redundant (not when
         another callback stops the run here: this validation is then its last)."""
         return (trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and not trainer.should_stop
+                and self._validates(trainer, trainer.current_epoch)
                 and step < self.total <= step + self._skip_within(trainer))
+
+    @staticmethod
+    def _val_every(trainer) -> int:
+        """Epochs per validation: ``check_val_every_n_epoch`` (None, validation every so many steps
+        instead, is planned as once an epoch)."""
+        return max(1, int(trainer.check_val_every_n_epoch or 1))
+
+    def _validates(self, trainer, epoch: int) -> bool:
+        """Whether Lightning validates at the end of ``epoch`` (from 0)."""
+        return (epoch + 1) % self._val_every(trainer) == 0
 
     def _eval_seconds(self, trainer) -> float:
         if self._eval_pass is not None:
@@ -239,7 +260,8 @@ class BudgetPlanner(L.Callback):
                             steps_per_epoch=per_epoch,
                             epoch_overhead=self._overhead if self._overhead is not None else eval_pass,
                             end_seconds=self._end_passes() * eval_pass + self.end_fixed_seconds,
-                            skip_within=self._skip_within(trainer),
+                            skip_within=self._skip_within(trainer), val_every=self._val_every(trainer),
+                            boundary_overhead=self._boundary or 0.0,
                             later_from=self.later_from, later_ratio=self.later_ratio)
         total = total_steps_within(self.budget.amount, progress)
         total = int(trainer.strategy.broadcast(total, src=0))  # every rank keeps rank 0's plan
