@@ -49,7 +49,7 @@ def test_a_run_leaves_a_small_record(grid):
     assert "best_checkpoint" not in metrics and metrics["budget"] == BUDGET and 0 <= metrics["val/acc"] <= 1
     assert 0 < metrics["train_flops"] <= 1.3e11 and metrics["train_images_seen"] % 32 == 0
     assert record["recipe"]["model"] == "fastnet_cpu" and record["recipe"]["batch_size"] == 32
-    assert record["recipe"]["lr"] == 0.75 and record["recipe"]["scheduler"].endswith("linear")
+    assert record["recipe"]["lr"] == 1.5 and record["recipe"]["scheduler"].endswith("linear")  # fastnet_cpu's tuning
     assert record["recipe"]["precision"] == "32-true"
     curve = record["val_curve"]
     assert len(curve) >= 1 and all(0 < t <= record["wall_seconds"] and 0 <= a <= 1 for t, a in curve)
