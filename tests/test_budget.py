@@ -12,8 +12,7 @@ import torch
 
 from convzoo.training import budget as budget_mod
 from convzoo.training import budget_planner
-from convzoo.training.budget import (Budget, Progress, epoch_ends, parse_budget, steps_for_flops, total_steps_within,
-                                     validations)
+from convzoo.training.budget import Budget, Progress, epoch_ends, parse_budget, steps_for_flops, total_steps_within
 from convzoo.training.runs import read_scalars
 from convzoo.training.train import train
 
@@ -55,15 +54,15 @@ def test_flop_budget_counts_six_macs_per_image():
 
 
 def test_validations_count_epoch_ends_and_a_last_partial_epoch():
-    assert validations(0, 100, 88) == 2      # epoch end at 88, and at the stop at 100
-    assert validations(88, 176, 88) == 2     # step 88 is yet to be validated, then 176
-    assert validations(89, 176, 88) == 1
-    assert validations(10, 10, 88) == 1      # stopping now, inside an epoch, still validates
-    assert validations(88, 88, 88) == 1
+    assert epoch_ends(0, 100, 88)[0] == 2      # epoch end at 88, and at the stop at 100
+    assert epoch_ends(88, 176, 88)[0] == 2     # step 88 is yet to be validated, then 176
+    assert epoch_ends(89, 176, 88)[0] == 1
+    assert epoch_ends(10, 10, 88)[0] == 1      # stopping now, inside an epoch, still validates
+    assert epoch_ends(88, 88, 88)[0] == 1
     # an end at most skip_within steps past an epoch end skips that epoch end's validation
-    assert validations(0, 100, 88, skip_within=12) == 1 and validations(0, 100, 88, skip_within=11) == 2
-    assert validations(88, 100, 88, skip_within=12) == 1 and validations(89, 100, 88, skip_within=12) == 1
-    assert validations(0, 88, 88, skip_within=12) == 1 and validations(0, 10, 88, skip_within=12) == 1
+    assert epoch_ends(0, 100, 88, skip_within=12)[0] == 1 and epoch_ends(0, 100, 88, skip_within=11)[0] == 2
+    assert epoch_ends(88, 100, 88, skip_within=12)[0] == 1 and epoch_ends(89, 100, 88, skip_within=12)[0] == 1
+    assert epoch_ends(0, 88, 88, skip_within=12)[0] == 1 and epoch_ends(0, 10, 88, skip_within=12)[0] == 1
 
 
 def test_epoch_ends_count_what_check_val_every_n_epoch_validates():
@@ -107,7 +106,7 @@ def test_plan_fills_the_budget_with_steps_and_validations():
     p = Progress(elapsed=60, step=20, step_seconds=0.5, steps_per_epoch=100, epoch_overhead=10, end_seconds=20)
     total = total_steps_within(600, p, safety=0.0)
     left = 600 - 60 - 20
-    used = (total - 20) * 0.5 + validations(20, total, 100) * 10
+    used = (total - 20) * 0.5 + epoch_ends(20, total, 100)[0] * 10
     assert used <= left < used + 0.5 + 10  # one more step (and maybe its validation) would not fit
     assert total_steps_within(600, p, safety=0.01) < total
 

@@ -130,11 +130,6 @@ def epoch_ends(step: int, total: int, steps_per_epoch: int, skip_within: int = 0
     return validated + 1, (last - first + 1) - validated
 
 
-def validations(step: int, total: int, steps_per_epoch: int, skip_within: int = 0, val_every: int = 1) -> int:
-    """Validation passes still to come (``epoch_ends``'s first count)."""
-    return epoch_ends(step, total, steps_per_epoch, skip_within, val_every)[0]
-
-
 def total_steps_within(seconds: float, p: Progress, safety: float = 0.01) -> int:
     """The largest total step count (>= the steps done) whose remaining steps, validations and end
     fit in ``seconds`` less a ``safety`` fraction: the run stops there, the schedule ending with it."""
