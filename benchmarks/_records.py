@@ -5,9 +5,10 @@ folders (checkpoints, events: megabytes) are not.
 A record holds what the command was (experiment, budget, seed, overrides), what it cost (wall
 seconds from launch to exit, images seen, FLOPs), what it reached (train.py's metrics.json less
 its paths), the recipe as composed (config.yaml), the validation curve against wall-clock seconds
-since launch (the TensorBoard events), and the machine. Records live in one folder per machine,
-``<results>/<machine slug>/<name>.json``: timings from different processors never share a table
-unless asked to.
+since launch (the TensorBoard events), the calibration's choice and what it cost (the run folder's
+calibration.json: the rates timed, torch.compile's seconds, the seconds spent timing), and the
+machine. Records live in one folder per machine, ``<results>/<machine slug>/<name>.json``: timings
+from different processors never share a table unless asked to.
 """
 from __future__ import annotations
 
@@ -114,7 +115,14 @@ def make_record(run_dir: Path, *, experiment: str, budget: str, seed: int, overr
             "command": command, "benchmark_command": benchmark_command,
             "wall_seconds": round(wall_seconds, 2), "metrics": metrics, "recipe": recipe(run.cfg),
             "val_curve": [[round(wall - launched, 2), round(value, 5)] for _, value, wall in points],
-            "machine": machine(), **extra}
+            **calibration_field(run_dir), "machine": machine(), **extra}
+
+
+def calibration_field(run_dir: Path) -> dict:
+    """``{"calibration": ...}`` from the run folder's calibration.json (train.py's choice of precision,
+    memory format and torch.compile, its timings and the seconds it took), or nothing for a run without one."""
+    path = Path(run_dir) / "calibration.json"
+    return {"calibration": json.loads(path.read_text())} if path.is_file() else {}
 
 
 def same_run(record: dict, experiment: str, budget: str, seed: int, overrides: list[str]) -> bool:

@@ -71,19 +71,20 @@ def test_bad_flag_names_the_option(fake_timing, tmp_path, value):
 def test_short_run_takes_defaults_without_timing(fake_timing, tmp_path):
     choice = _choose(tmp_path, steps=SHORT)
     assert choice.setting == Setting("32-true", True, False) and choice.source.startswith("default: run of 10")
-    assert not fake_timing["eager"]
+    assert not fake_timing["eager"] and choice.seconds is None
 
 
 def test_long_run_measures_compiles_and_caches(fake_timing, tmp_path):
     choice = _choose(tmp_path)
     assert choice.source == "measured" and choice.setting == Setting("32-true", False, True)
+    assert choice.seconds is not None and choice.to_dict()["seconds"] == choice.seconds >= 0  # time spent measuring
     assert fake_timing["compiled"] == [Setting("32-true", False)]  # only the fastest eager setting
     record = next(iter(json.loads((tmp_path / "cache.json").read_text()).values()))
     assert record["rates"]["32-true, contiguous, compiled"] == 300.0 and record["compile_seconds"] == 30.0
     # The cache holds measurements: a short run reuses them, times nothing, and does not compile
     # (30 s of compiling twice would not pay over 10 steps).
     again = _choose(tmp_path, steps=SHORT)
-    assert again.source == "cached" and again.setting == Setting("32-true", False, False)
+    assert again.source == "cached" and again.setting == Setting("32-true", False, False) and again.seconds is None
     assert len(fake_timing["eager"]) == 1 and len(fake_timing["compiled"]) == 1
     assert "2.00x eager" in again.note
 
@@ -132,6 +133,7 @@ def test_train_records_the_choice(compose_train, tiny, tmp_path):
     record = json.loads((tmp_path / "calibration.json").read_text())
     assert record["source"].startswith("default: run of 4 steps")  # 4 steps: nothing timed
     assert record["setting"] == {"precision": cfg.trainer.precision, "channels_last": True, "compile": False}
+    assert record["seconds"] is None  # nothing timed
     assert metrics["channels_last"] is True and metrics["compile"] is False
 
 

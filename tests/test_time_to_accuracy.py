@@ -55,6 +55,8 @@ def test_a_run_leaves_a_small_record(grid):
     assert len(curve) >= 1 and all(0 < t <= record["wall_seconds"] and 0 <= a <= 1 for t, a in curve)
     assert [t for t, _ in curve] == sorted(t for t, _ in curve)
     assert set(record["machine"]) == {"cpu", "native_bf16", "cores", "torch"}
+    calibration = record["calibration"]  # the run folder's calibration.json: fastnet's tuning turns timing off
+    assert calibration["setting"]["precision"] == "32-true" and calibration["seconds"] is None
     assert len(list((logs / "results" / path.stem / "train" / "runs").iterdir())) == 1
 
 

@@ -60,6 +60,7 @@ class Choice:
     rates: dict[str, float] = field(default_factory=dict)  # images/s per setting label
     compile_seconds: float | None = None
     note: str = ""
+    seconds: float | None = None                    # wall time this run spent measuring (None: it measured nothing)
 
     def describe(self) -> str:
         measured = "; ".join(f"{k} {v:,.0f} img/s" for k, v in sorted(self.rates.items(), key=lambda kv: -kv[1]))
@@ -70,7 +71,8 @@ class Choice:
 
     def to_dict(self) -> dict:
         return {"setting": asdict(self.setting), "label": self.setting.label(), "source": self.source,
-                "rates": self.rates, "compile_seconds": self.compile_seconds, "note": self.note}
+                "rates": self.rates, "compile_seconds": self.compile_seconds, "seconds": self.seconds,
+                "note": self.note}
 
 
 def _flag(value, name: str) -> list[bool]:
@@ -239,7 +241,8 @@ def choose(net: nn.Module, model_cfg: dict, *, precision, channels_last, compile
         choice.note = (f"compile not tried: a {run_minutes:.1f} min run (< calibration.compile_min_minutes="
                        f"{compile_min_minutes:g})")
     if measured:
-        choice.note += f"; calibrated in {time.perf_counter() - start:.0f} s"
+        choice.seconds = round(time.perf_counter() - start, 1)
+        choice.note += f"; calibrated in {choice.seconds:.0f} s"
         write_cache(cache, key, {"rates": known, "compile_seconds": choice.compile_seconds})
     else:
         choice.note += f"; from {cache}"
