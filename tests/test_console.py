@@ -10,7 +10,7 @@ import torch
 
 from train import train
 from convzoo.training.callbacks import ThroughputMonitor
-from convzoo.training.console import bar_metrics, end_line, start_line
+from convzoo.training.console import ConsoleProgressBar, bar_metrics, end_line, start_line
 
 
 def test_progress_bar_shows_loss_val_score_lr_throughput_and_the_budget_plan_only():
@@ -24,6 +24,14 @@ def test_progress_bar_shows_loss_val_score_lr_throughput_and_the_budget_plan_onl
     shown = bar_metrics(trainer)
     assert list(shown) == ["loss", "val_acc", "lr", "img/s", "step"] and shown["step"] == "3/10"
     assert shown["loss"] == "1.234" and shown["val_acc"] == "91.23%" and shown["lr"] == "0.05"
+
+
+def test_progress_bar_names_no_epoch_limit_for_an_endless_run():
+    bar = ConsoleProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=-1)  # a budgeted run: it ends at its planned step
+    assert bar._get_train_description(14).strip() == "Epoch 14"  # not Lightning's "Epoch 14/-2"
+    bar._trainer = SimpleNamespace(max_epochs=30)
+    assert bar._get_train_description(14).strip() == "Epoch 14/29"
 
 
 def test_start_and_end_lines_name_what_matters():

@@ -68,6 +68,14 @@ class ConsoleProgressBar(RichProgressBar):
     def get_metrics(self, trainer, pl_module) -> dict[str, str]:
         return bar_metrics(trainer)
 
+    def _get_train_description(self, current_epoch: int) -> str:
+        """Lightning's "Epoch 3/9", less the "/-2" it writes for a run without an epoch limit
+        (``max_epochs=-1``: a budgeted run, which ends at its planned step, shown as "step 3/604")."""
+        text = super()._get_train_description(current_epoch)
+        limit = self.trainer.max_epochs
+        return text.replace(f"Epoch {current_epoch}/{limit - 1}", f"Epoch {current_epoch}", 1) \
+            if limit is not None and limit < 0 else text
+
 
 def honour_trainer_switches(callbacks: list, trainer_cfg) -> list:
     """``trainer.enable_checkpointing=false`` / ``enable_progress_bar=false``: drop the default callbacks
