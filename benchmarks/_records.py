@@ -109,20 +109,13 @@ def make_record(run_dir: Path, *, experiment: str, budget: str, seed: int, overr
     """The record of a finished run from its folder; ``launched`` is ``time.time()`` at launch,
     the origin of the validation curve's seconds; ``extra`` fields are added as they are."""
     run = Run(run_dir)
-    metrics = portable_metrics(run.metrics)
+    metrics, calibration = portable_metrics(run.metrics), run.calibration
     points = read_scalars(run_dir, ["val/acc"]).get("val/acc", [])
     return {"experiment": experiment, **budget_fields(budget), "seed": seed, "overrides": list(overrides),
             "command": command, "benchmark_command": benchmark_command,
             "wall_seconds": round(wall_seconds, 2), "metrics": metrics, "recipe": recipe(run.cfg),
             "val_curve": [[round(wall - launched, 2), round(value, 5)] for _, value, wall in points],
-            **calibration_field(run_dir), "machine": machine(), **extra}
-
-
-def calibration_field(run_dir: Path) -> dict:
-    """``{"calibration": ...}`` from the run folder's calibration.json (train.py's choice of precision,
-    memory format and torch.compile, its timings and the seconds it took), or nothing for a run without one."""
-    path = Path(run_dir) / "calibration.json"
-    return {"calibration": json.loads(path.read_text())} if path.is_file() else {}
+            **({"calibration": calibration} if calibration else {}), "machine": machine(), **extra}
 
 
 def same_run(record: dict, experiment: str, budget: str, seed: int, overrides: list[str]) -> bool:

@@ -54,8 +54,8 @@ def read_config(run_dir: str | Path) -> DictConfig | None:
 
 class Run:
     """One run folder: ``cfg`` (config.yaml as a dict, {} if absent), ``metrics`` (metrics.json),
-    ``evaluation`` (eval.json, {} if absent or unreadable) and ``scalars`` (its events), each read
-    on first use. ``label`` is free for a report to name the run by."""
+    ``evaluation`` (eval.json) and ``calibration`` (calibration.json; each {} if absent or unreadable)
+    and ``scalars`` (its events), each read on first use. ``label`` is free for a report to name the run by."""
 
     def __init__(self, path: str | Path, cfg: dict | None = None, metrics: dict | None = None, label: str = ""):
         self.path, self.label = Path(path), label
@@ -91,14 +91,23 @@ class Run:
             self._cfg = {} if saved is None else OmegaConf.to_container(saved, resolve=True)
         return self._cfg
 
+    def _optional_json(self, name: str) -> dict:
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, ValueError):  # none yet, or half written: the run is still worth listing
+            return {}
+
     @property
     def evaluation(self) -> dict:
         if self._evaluation is None:
-            try:
-                self._evaluation = json.loads((self.path / "eval.json").read_text())
-            except (OSError, ValueError):  # none yet, or half written: the run is still worth listing
-                self._evaluation = {}
+            self._evaluation = self._optional_json("eval.json")
         return self._evaluation
+
+    @property
+    def calibration(self) -> dict:
+        """train.py's choice of precision, memory format and torch.compile, the rates it timed and
+        the seconds it spent (``training/calibrate.py``'s ``Choice.to_dict``)."""
+        return self._optional_json("calibration.json")
 
     @property
     def model(self) -> dict:
