@@ -120,6 +120,7 @@ class ImageDataModule(L.LightningDataModule):
         self._train: Split | None = None
         self._val: Split | None = None
         self._test: Split | None = None
+        self.val_ids: Tensor | None = None  # each validation image's index in the set it was held out of
 
     # ---- what a subclass provides -------------------------------------------------------------
     def _load_train_val(self) -> tuple[Split, Split | None]:
@@ -147,6 +148,9 @@ class ImageDataModule(L.LightningDataModule):
                 self._val = (images[val_idx], labels[val_idx])
             else:
                 self._train, self._val = (images, labels), val
+                val_idx = torch.arange(val[1].shape[0])
+            # which images were held out: runs with other seeds share only some (benchmarks/ensembles.py)
+            self.val_ids = val_idx
             self.in_chans, self.image_size = images.shape[1], tuple(images.shape[2:])
             if self.class_names is None:
                 self.class_names = [str(i) for i in range(int(labels.max()) + 1)]
