@@ -1,6 +1,6 @@
 """What an ensemble of independently trained runs gains over its members, on images all of them held out.
 
-    python benchmarks/ensembles.py /work/studies/fast_changes/batch1024_muon_lr0.09   # every pair of runs under it
+    python benchmarks/ensembles.py <sweep or log folder>           # every pair of the runs under it
     python benchmarks/ensembles.py <run> <run> ... --checkpoint best --out ensembles.md
 
 Each run's checkpoint (its last, or its best) predicts the run's own validation split with the
@@ -116,11 +116,12 @@ def main(argv: list[str] | None = None) -> dict:
         if m["data"] != members[0]["data"]:
             p.error(f"{m['run'].path} trained on {dict(zip(DATA_KEYS, m['data']))} but {members[0]['run'].path} on "
                     f"{dict(zip(DATA_KEYS, members[0]['data']))}: compare runs of one data set")
-    singles = [{"run": m["run"].name, "held-out images": len(m["labels"]), "acc": accuracy(m["logits"], m["labels"])}
-               for m in members]
+    singles = [{"run": m["run"].name, "seed": m["run"].cfg.get("seed"), "held-out images": len(m["labels"]),
+                "acc": accuracy(m["logits"], m["labels"])} for m in members]
     pairs = pair_rows(members)
-    text = [f"{summary()}; {len(members)} runs, {opts.checkpoint} checkpoints, each on its own validation split "
-            "with its final test-time augmentation, fp32", "", records_table(singles), ""]
+    command = " ".join(["python benchmarks/ensembles.py", *(argv if argv is not None else sys.argv[1:])])
+    text = [f"# {command}", f"{summary()}; {len(members)} runs, {opts.checkpoint} checkpoints, each on its own "
+            "validation split with its final test-time augmentation, fp32", "", records_table(singles), ""]
     result = {"singles": singles, "pairs": pairs}
     if all(torch.equal(m["ids"], members[0]["ids"]) for m in members):  # one split: the ensemble of all
         labels = members[0]["labels"]
@@ -132,8 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
         member = mean_sem([s["acc"] for s in singles])[0]
         result.update(gain=gain, gain_sem=sem, expected_pair=member + gain)
         text += [records_table(pairs), "",
-                 f"Pairs: mean gain {gain:+.4f} ± {sem:.4f} (standard error over {len(pairs)} pairs); members' mean "
-                 f"accuracy {member:.4f} on their whole splits, so a pair's ensemble is expected near {member + gain:.4f}."]
+                 f"Pairs: mean gain {gain:+.4f} ± {sem:.4f} (standard error over {len(pairs)} pairs); members' "
+                 f"mean accuracy {member:.4f} on their whole splits, so a pair's ensemble is expected near "
+                 f"{member + gain:.4f}."]
     else:
         text.append("No two runs held out a common image: no pair to score.")
     print("\n".join(text))

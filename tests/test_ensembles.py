@@ -25,7 +25,9 @@ def test_members_pairs_and_the_ensemble_of_one_split(runs, tmp_path):
     (a, metrics_a), (b, metrics_b) = runs["a"], runs["b"]
     result = ensembles_main([str(a), str(b), "--out", str(tmp_path / "ens.md")])
     # each member as its run's last validation measured it (same checkpoint, split and evaluation)
-    assert [s["acc"] for s in result["singles"]] == pytest.approx([metrics_a["val/acc"], metrics_b["val/acc"]], abs=1e-6)
+    recorded = [metrics_a["val/acc"], metrics_b["val/acc"]]
+    assert [s["acc"] for s in result["singles"]] == pytest.approx(recorded, abs=1e-6)
+    assert [s["seed"] for s in result["singles"]] == [0, 1]
     assert [s["held-out images"] for s in result["singles"]] == [64, 64]
     (pair,) = result["pairs"]
     assert pair["shared images"] == 64  # one data seed: the same held-out images
