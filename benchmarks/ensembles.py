@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -31,9 +32,10 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from convzoo.models.serialization import load_checkpoint, net_from_checkpoint  # noqa: E402
 from convzoo.training.eval_data import build_datamodule  # noqa: E402
 from convzoo.training.machine import summary  # noqa: E402
-from convzoo.training.metrics import final_translate, tta_logits  # noqa: E402
+from convzoo.training.metrics import final_translate, predict_logits  # noqa: E402
 from convzoo.training.runs import CLASSIFIER, find_runs  # noqa: E402
 from convzoo.training.tables import records_table  # noqa: E402
+from convzoo.training.timing import spread  # noqa: E402
 
 # What makes two runs' data the same images under the same indices (the seed only picks the split).
 DATA_KEYS = ("_target_", "root", "num_samples", "image_size")
@@ -48,7 +50,6 @@ def checkpoint_of(run, which: str) -> Path:
     return Path(path)
 
 
-@torch.no_grad()
 def held_out_logits(run, which: str) -> dict:
     """The run's logits (N, classes), labels and held-out image indices on its own validation split."""
     path = checkpoint_of(run, which)
@@ -57,12 +58,9 @@ def held_out_logits(run, which: str) -> dict:
     data_cfg = run.cfg["data"]
     dm = build_datamodule(OmegaConf.create(data_cfg), ckpt)
     hparams = ckpt["hyper_parameters"]
-    flip, translate = bool(hparams.get("tta_flip", False)), final_translate(hparams)
-    logits, labels = [], []
-    for x, y in dm.val_dataloader():
-        logits.append(tta_logits(net, x.float(), flip, translate))  # (N, num_classes)
-        labels.append(y)
-    return {"run": run, "logits": torch.cat(logits), "labels": torch.cat(labels), "ids": dm.val_ids.clone(),
+    logits, labels = predict_logits(net, dm.val_dataloader(), torch.device("cpu"),
+                                    bool(hparams.get("tta_flip", False)), final_translate(hparams))
+    return {"run": run, "logits": logits, "labels": labels, "ids": dm.val_ids.clone(),
             "data": tuple(data_cfg.get(k) for k in DATA_KEYS)}
 
 
@@ -95,11 +93,8 @@ def pair_rows(members: list[dict]) -> list[dict]:
 
 
 def mean_sem(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var / len(values))
+    """The mean and its standard error (0 for one value)."""
+    return statistics.mean(values), spread(values) / math.sqrt(len(values))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -127,10 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
         labels = members[0]["labels"]
         result["all"] = accuracy(sum(m["logits"] for m in members), labels)
         text += [f"One split: the ensemble of all {len(members)} runs: {result['all']:.4f} on "
-                 f"{len(labels)} images (members' mean {mean_sem([s['acc'] for s in singles])[0]:.4f}).", ""]
+                 f"{len(labels)} images (members' mean {statistics.mean(s['acc'] for s in singles):.4f}).", ""]
     if pairs:
         gain, sem = mean_sem([r["gain"] for r in pairs])
-        member = mean_sem([s["acc"] for s in singles])[0]
+        member = statistics.mean(s["acc"] for s in singles)
         result.update(gain=gain, gain_sem=sem, expected_pair=member + gain)
         text += [records_table(pairs), "",
                  f"Pairs: mean gain {gain:+.4f} ± {sem:.4f} (standard error over {len(pairs)} pairs); members' "

@@ -63,19 +63,24 @@ def final_eval_cost(module_cfg) -> float:
 
 
 @torch.inference_mode()
-def predict(net: nn.Module, loader, device: torch.device, tta_flip: bool = False, tta_translate: int = 0
-            ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(predictions, targets, summed cross-entropy) over a loader, in fp32, with the test-time
-    augmentation training's validation used (``tta_logits``)."""
-    preds, targets, loss = [], [], 0.0
+def predict_logits(net: nn.Module, loader, device: torch.device, tta_flip: bool = False, tta_translate: int = 0
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, targets) over a loader, on the CPU, in fp32, with the test-time augmentation
+    training's validation used (``tta_logits``)."""
+    logits, targets = [], []
     for x, y in loader:
         x = x.to(device, torch.float32)
-        logits = tta_logits(net, x, tta_flip, tta_translate)  # (N, num_classes)
-        y = y.to(device)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        preds.append(logits.argmax(1).cpu())
+        logits.append(tta_logits(net, x, tta_flip, tta_translate).cpu())  # (N, num_classes)
         targets.append(y.cpu())
-    return torch.cat(preds), torch.cat(targets), loss
+    return torch.cat(logits), torch.cat(targets)
+
+
+def predict(net: nn.Module, loader, device: torch.device, tta_flip: bool = False, tta_translate: int = 0
+            ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(predictions, targets, summed cross-entropy) over a loader, as ``predict_logits``."""
+    logits, targets = predict_logits(net, loader, device, tta_flip, tta_translate)
+    loss = F.cross_entropy(logits, targets, reduction="sum").item()
+    return logits.argmax(1), targets, loss
 
 
 def accuracy_report(preds: torch.Tensor, targets: torch.Tensor, loss_sum: float, class_names) -> dict:
